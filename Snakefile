@@ -1,0 +1,19 @@
+# Attention-based zero-shot LLM re-ranking benchmark.
+# The study grid lives in config.yaml; all logic lives in the attnrank package (src/attnrank).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/retrieval.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_outputs(),

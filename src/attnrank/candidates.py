@@ -1,0 +1,77 @@
+"""Candidate lists handed to the re-rankers, and merging re-ranked heads back onto the first-stage tail.
+
+``candidates.parquet`` columns: ``qid``, ``query``, ``docid``, ``rank`` (1-based first-stage rank), ``score``
+(first-stage score), ``text`` (title + body, truncated to ``max_doc_words`` words; the policy is recorded in the
+file's metadata sidecar ``candidates.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from .data import Dataset, doc_text
+from .errors import InputError
+from .io import rank_run
+
+log = logging.getLogger(__name__)
+
+
+def truncate_words(text: str, max_words: int | None) -> str:
+    if max_words is None:
+        return text
+    words = text.split()
+    return text if len(words) <= max_words else " ".join(words[:max_words])
+
+
+def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None, key: str = "?") -> tuple[pl.DataFrame, dict]:
+    """Top-``depth`` candidates per query with query and document text.
+
+    Queries the run does not cover are skipped with a logged warning (they score 0 in evaluation); a run naming a
+    document that is not in the corpus is an error.
+    """
+    if depth <= 0:
+        raise InputError(f"config key 'candidates.depth': must be > 0 (got {depth})")
+    top = run.filter(pl.col("rank") <= depth)
+    unknown = top.join(ds.corpus.select("docid"), on="docid", how="anti")
+    if unknown.height:
+        raise InputError(f"{key}: run names {unknown.height} document(s) not in the corpus, e.g. {unknown['docid'][:3].to_list()}")
+    cands = (
+        top.join(ds.queries.rename({"text": "query"}), on="qid", how="inner")
+        .join(ds.corpus, on="docid", how="left")
+        .with_columns(
+            text=pl.struct("title", "text").map_elements(
+                lambda r: truncate_words(doc_text(r["title"], r["text"]), max_doc_words), return_dtype=pl.String
+            )
+        )
+        .select("qid", "query", "docid", "rank", "score", "text")
+        .sort(["qid", "rank"])
+    )
+    missing = sorted(set(ds.queries["qid"]) - set(cands["qid"]))
+    if missing:
+        log.warning("%s: %d quer(y/ies) without candidates skipped (they score 0): %s", key, len(missing), missing[:5])
+    meta = {"depth": depth, "max_doc_words": max_doc_words, "n_queries": cands["qid"].n_unique(), "queries_without_candidates": missing}
+    return cands, meta
+
+
+def merge_with_tail(reranked: pl.DataFrame, first_stage: pl.DataFrame) -> pl.DataFrame:
+    """Put re-ranked candidates (qid, docid, score) above the rest of the first-stage run (qid, docid, rank).
+
+    The result is a full run whose order is: the re-ranked top-k by their new scores, then the first-stage
+    documents that were not re-ranked in first-stage order, so deep metrics (Recall@100) stay comparable.
+    Scores are rewritten as descending ranks to make the order explicit.
+    """
+    head = rank_run(reranked.select("qid", "docid", "score")).select("qid", "docid", rank_head="rank")
+    tail = first_stage.join(head.select("qid", "docid"), on=["qid", "docid"], how="anti").filter(
+        pl.col("qid").is_in(head["qid"].unique().implode())
+    )
+    n_head = head.group_by("qid").agg(n=pl.len())
+    tail = (
+        tail.sort(["qid", "rank"])
+        .join(n_head, on="qid")
+        .with_columns(pos=pl.col("n") + pl.int_range(1, pl.len() + 1).over("qid"))
+        .select("qid", "docid", "pos")
+    )
+    full = pl.concat([head.rename({"rank_head": "pos"}).with_columns(pl.col("pos").cast(pl.Int64)), tail.with_columns(pl.col("pos").cast(pl.Int64))])
+    return full.with_columns(score=(-pl.col("pos")).cast(pl.Float64)).select("qid", "docid", "score")

@@ -1,0 +1,212 @@
+"""Datasets: ir_datasets ids and local BEIR folders through one API, normalised to Parquet.
+
+Parquet schemas (one folder per dataset, ``results/data/{dataset}/``):
+
+- ``corpus.parquet``: ``docid`` (str), ``title`` (str), ``text`` (str); document ids unique, empty documents dropped
+  with a logged warning.
+- ``queries.parquet``: ``qid`` (str), ``text`` (str); only queries with at least one judgement are kept (others are
+  logged and skipped: they cannot be evaluated).
+- ``qrels.parquet``: ``qid`` (str), ``docid`` (str), ``relevance`` (int32); graded as in the source.
+- ``meta.json``: source, counts, and what was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .errors import InputError
+from .io import write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+CORPUS_SCHEMA = {"docid": pl.String, "title": pl.String, "text": pl.String}
+QUERIES_SCHEMA = {"qid": pl.String, "text": pl.String}
+QRELS_SCHEMA = {"qid": pl.String, "docid": pl.String, "relevance": pl.Int32}
+
+
+@dataclass
+class Dataset:
+    """A normalised dataset: three polars frames plus notes on what was skipped."""
+
+    corpus: pl.DataFrame
+    queries: pl.DataFrame
+    qrels: pl.DataFrame
+    notes: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------- readers
+def _read_jsonl(path: Path, key: str) -> pl.DataFrame:
+    if not path.exists():
+        raise InputError(f"{path}: file not found (dataset '{key}' needs corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    try:
+        return pl.read_ndjson(path, infer_schema_length=None)
+    except Exception as e:  # polars' message is long; keep the first line
+        raise InputError(f"{path}: not valid JSON lines ({str(e).splitlines()[0]})") from None
+
+
+def read_beir(path: str | os.PathLike, split: str, key: str = "?") -> Dataset:
+    """Read a local BEIR folder: ``corpus.jsonl`` (_id, title, text), ``queries.jsonl`` (_id, text), ``qrels/<split>.tsv``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"datasets.{key}.path: folder '{root}' not found")
+    corpus = _read_jsonl(root / "corpus.jsonl", key)
+    for col in ("_id", "text"):
+        if col not in corpus.columns:
+            raise InputError(f"{root / 'corpus.jsonl'}: missing field '{col}'")
+    if "title" not in corpus.columns:
+        corpus = corpus.with_columns(title=pl.lit(""))
+    corpus = corpus.select(
+        docid=pl.col("_id").cast(pl.String),
+        title=pl.col("title").cast(pl.String).fill_null(""),
+        text=pl.col("text").cast(pl.String).fill_null(""),
+    )
+    queries = _read_jsonl(root / "queries.jsonl", key)
+    for col in ("_id", "text"):
+        if col not in queries.columns:
+            raise InputError(f"{root / 'queries.jsonl'}: missing field '{col}'")
+    queries = queries.select(qid=pl.col("_id").cast(pl.String), text=pl.col("text").cast(pl.String).fill_null(""))
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        raise InputError(f"{qrels_path}: qrels for split '{split}' not found (available: {have or 'none'})")
+    qrels = pl.read_csv(qrels_path, separator="\t", schema_overrides={"query-id": pl.String, "corpus-id": pl.String})
+    for col in ("query-id", "corpus-id", "score"):
+        if col not in qrels.columns:
+            raise InputError(f"{qrels_path}: missing column '{col}' (header must be 'query-id corpus-id score')")
+    qrels = qrels.select(qid="query-id", docid="corpus-id", relevance=pl.col("score").cast(pl.Int32))
+    return Dataset(corpus, queries, qrels, {"source": f"beir:{root}", "split": split})
+
+
+def read_irds(dataset_id: str, key: str = "?", home: str | None = None) -> Dataset:
+    """Read an ir_datasets id (downloads on first use; a one-line InputError when that is impossible)."""
+    if home:
+        os.environ["IR_DATASETS_HOME"] = str(home)
+    import ir_datasets
+
+    try:
+        ds = ir_datasets.load(dataset_id)
+    except KeyError:
+        raise InputError(f"datasets.{key}.id: unknown ir_datasets id '{dataset_id}'") from None
+    try:
+        docs = [(d.doc_id, getattr(d, "title", "") or "", _doc_text(d)) for d in ds.docs_iter()]
+        queries = [(q.query_id, _query_text(q)) for q in ds.queries_iter()]
+        qrels = [(r.query_id, r.doc_id, int(r.relevance)) for r in ds.qrels_iter()]
+    except Exception as e:
+        raise InputError(
+            f"datasets.{key}: cannot load ir_datasets '{dataset_id}' ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            f"offline, place its files under IR_DATASETS_HOME or give a local BEIR folder (source: beir, path: ...)"
+        ) from None
+    return Dataset(
+        pl.DataFrame(docs, schema=CORPUS_SCHEMA, orient="row"),
+        pl.DataFrame(queries, schema=QUERIES_SCHEMA, orient="row"),
+        pl.DataFrame(qrels, schema=QRELS_SCHEMA, orient="row"),
+        {"source": f"irds:{dataset_id}"},
+    )
+
+
+def _doc_text(d) -> str:
+    text = getattr(d, "text", None)
+    if text is None and hasattr(d, "default_text"):
+        text = d.default_text()
+    return text or ""
+
+
+def _query_text(q) -> str:
+    text = getattr(q, "text", None)
+    if text is None and hasattr(q, "default_text"):
+        text = q.default_text()
+    return text or ""
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def clean(ds: Dataset, key: str, max_queries: int | None = None) -> Dataset:
+    """Validate and normalise: duplicate doc ids are an error; empty documents, empty or unjudged queries and
+    judgements of unknown queries are dropped with a logged warning (counted in ``notes``)."""
+    notes = dict(ds.notes)
+    dup = ds.corpus.group_by("docid").len().filter(pl.col("len") > 1)
+    if dup.height:
+        ex = sorted(dup["docid"].to_list())[:3]
+        raise InputError(f"dataset '{key}': duplicate document id(s) {ex} ({dup.height} ids repeated) in the corpus")
+    dupq = ds.queries.group_by("qid").len().filter(pl.col("len") > 1)
+    if dupq.height:
+        raise InputError(f"dataset '{key}': duplicate query id(s) {sorted(dupq['qid'].to_list())[:3]}")
+
+    corpus = ds.corpus.with_columns(pl.col("title").fill_null(""), pl.col("text").fill_null(""))
+    empty = corpus.filter((pl.col("title").str.strip_chars() == "") & (pl.col("text").str.strip_chars() == ""))
+    if empty.height:
+        log.warning("dataset '%s': dropping %d empty document(s), e.g. %s", key, empty.height, empty["docid"][:3].to_list())
+        corpus = corpus.filter(~pl.col("docid").is_in(empty["docid"].implode()))
+    notes["empty_documents_dropped"] = empty["docid"].to_list()
+
+    qrels = ds.qrels.unique(["qid", "docid"], keep="first", maintain_order=True)
+    queries = ds.queries
+    empty_q = queries.filter(pl.col("text").str.strip_chars() == "")
+    if empty_q.height:
+        log.warning("dataset '%s': dropping %d empty quer(y/ies): %s", key, empty_q.height, empty_q["qid"][:5].to_list())
+        queries = queries.filter(~pl.col("qid").is_in(empty_q["qid"].implode()))
+    notes["empty_queries_dropped"] = empty_q["qid"].to_list()
+
+    judged = qrels.filter(pl.col("relevance") > 0)["qid"].unique()
+    unjudged = queries.filter(~pl.col("qid").is_in(judged.implode()))
+    if unjudged.height:
+        log.warning(
+            "dataset '%s': skipping %d quer(y/ies) without a positive judgement (cannot be evaluated), e.g. %s",
+            key, unjudged.height, unjudged["qid"][:5].to_list(),
+        )
+        queries = queries.filter(pl.col("qid").is_in(judged.implode()))
+    notes["queries_without_qrels_skipped"] = unjudged["qid"].to_list()
+
+    if max_queries is not None:
+        queries = queries.sort("qid").head(max_queries)
+    qrels = qrels.filter(pl.col("qid").is_in(queries["qid"].implode()))
+    missing_docs = qrels.filter(~pl.col("docid").is_in(corpus["docid"].implode()))
+    if missing_docs.height:
+        log.warning("dataset '%s': %d judgement(s) name documents not in the corpus (kept; unretrievable)", key, missing_docs.height)
+    notes["judgements_of_unknown_documents"] = missing_docs.height
+    if queries.height == 0:
+        raise InputError(f"dataset '{key}': no query with a positive judgement is left; check the qrels split")
+    notes.update(n_docs=corpus.height, n_queries=queries.height, n_qrels=qrels.height)
+    return Dataset(corpus.select(CORPUS_SCHEMA.keys()), queries.select(QUERIES_SCHEMA.keys()), qrels, notes)
+
+
+def load(spec: dict, key: str, ir_datasets_home: str | None = None) -> Dataset:
+    """Load the dataset described by one ``datasets.<key>`` config entry and validate it."""
+    source = spec.get("source")
+    if source == "beir":
+        ds = read_beir(spec["path"], spec.get("split", "test"), key)
+    elif source == "irds":
+        ds = read_irds(spec["id"], key, ir_datasets_home)
+    elif source == "synthetic":
+        from .synthetic import make_collection
+
+        folder = Path(spec.get("path", f".cache/synthetic/{key}"))
+        make_collection(folder, n_docs=spec.get("n_docs", 240), n_queries=spec.get("n_queries", 24), seed=spec.get("seed", 13))
+        ds = read_beir(folder, spec.get("split", "test"), key)
+    else:
+        raise InputError(f"datasets.{key}.source: must be one of beir, irds, synthetic (got {source!r})")
+    return clean(ds, key, spec.get("max_queries"))
+
+
+def save(ds: Dataset, out_dir: str | os.PathLike) -> None:
+    out = Path(out_dir)
+    write_parquet(ds.corpus, out / "corpus.parquet")
+    write_parquet(ds.queries, out / "queries.parquet")
+    write_parquet(ds.qrels, out / "qrels.parquet")
+    write_json(out / "meta.json", ds.notes)
+
+
+def read(folder: str | os.PathLike) -> Dataset:
+    """Read a normalised dataset folder written by :func:`save`."""
+    f = Path(folder)
+    return Dataset(pl.read_parquet(f / "corpus.parquet"), pl.read_parquet(f / "queries.parquet"), pl.read_parquet(f / "qrels.parquet"))
+
+
+def doc_text(title: str, text: str) -> str:
+    """The text a retriever or re-ranker sees for a document: title and body."""
+    title, text = (title or "").strip(), (text or "").strip()
+    return f"{title}\n{text}" if title and text else (title or text)

@@ -1,0 +1,96 @@
+"""Atomic file writes and TREC run files.
+
+Every output of the pipeline is written to a temporary file in the same folder and renamed into place, so a
+job killed by the scheduler never leaves a partial file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from .errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp)
+
+
+RUN_SCHEMA = {"qid": pl.String, "docid": pl.String, "score": pl.Float64}
+
+
+def rank_run(run: pl.DataFrame, depth: int | None = None) -> pl.DataFrame:
+    """Sort a run (qid, docid, score) into ranks: score descending, ties broken by docid ascending.
+
+    Returns columns qid, docid, rank (1-based), score; ``depth`` keeps the top ``depth`` per query.
+    """
+    out = (
+        run.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("score").cast(pl.Float64))
+        .sort(["qid", "score", "docid"], descending=[False, True, False])
+        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("qid").cast(pl.Int32))
+    )
+    if depth is not None:
+        out = out.filter(pl.col("rank") <= depth)
+    return out.select("qid", "docid", "rank", "score")
+
+
+def write_trec(run: pl.DataFrame, path: str | os.PathLike, tag: str, depth: int | None = None) -> None:
+    """Write a run as a TREC file ``qid Q0 docid rank score tag`` (deterministic order)."""
+    ranked = rank_run(run, depth)
+    lines = [
+        f"{q} Q0 {d} {r} {s:.8g} {tag}"
+        for q, d, r, s in zip(ranked["qid"], ranked["docid"], ranked["rank"], ranked["score"])
+    ]
+    write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def read_trec(path: str | os.PathLike) -> pl.DataFrame:
+    """Read a TREC run into (qid, docid, rank, score); a malformed line raises InputError naming the file."""
+    rows_q, rows_d, rows_r, rows_s = [], [], [], []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                raise InputError(f"{path}:{n}: expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+            rows_q.append(parts[0])
+            rows_d.append(parts[2])
+            rows_r.append(int(parts[3]))
+            rows_s.append(float(parts[4]))
+    return pl.DataFrame(
+        {"qid": rows_q, "docid": rows_d, "rank": rows_r, "score": rows_s},
+        schema={"qid": pl.String, "docid": pl.String, "rank": pl.Int32, "score": pl.Float64},
+    )

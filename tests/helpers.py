@@ -1,0 +1,43 @@
+"""Shared helpers for the workflow tests: run snakemake on a config in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake with ``config`` (replacing config.yaml) in ``workdir``; return the completed process."""
+    cfg = workdir / "config.test.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+        "--configfile", str(cfg), "--replace-workflow-config", "--cores", "2", *args,
+    ]
+    full_env = {**os.environ, "ATTNRANK_CACHE": str(REPO / ".cache"), **(env or {})}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def scheduled_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Parse the 'Job stats' table of a (dry) run into {rule: count}."""
+    out, stats, on = proc.stdout + proc.stderr, {}, False
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            on = True
+            continue
+        if on:
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                stats[parts[0]] = int(parts[1])
+            elif parts and parts[0] == "total":
+                break
+    return stats

@@ -1,0 +1,66 @@
+import polars as pl
+import pytest
+
+from attnrank import candidates, data, io
+from attnrank.errors import InputError
+
+
+def test_rank_run_ties_broken_by_docid():
+    run = pl.DataFrame({"qid": ["1", "1", "1", "2"], "docid": ["b", "a", "c", "z"], "score": [1.0, 1.0, 2.0, 0.5]})
+    r = io.rank_run(run)
+    assert r.filter(pl.col("qid") == "1")["docid"].to_list() == ["c", "a", "b"]
+    assert r["rank"].to_list() == [1, 2, 3, 1]
+
+
+def test_trec_roundtrip_and_depth(tmp_path):
+    run = pl.DataFrame({"qid": ["1"] * 3, "docid": ["a", "b", "c"], "score": [0.1, 0.3, 0.2]})
+    io.write_trec(run, tmp_path / "r.trec", tag="t", depth=2)
+    back = io.read_trec(tmp_path / "r.trec")
+    assert back["docid"].to_list() == ["b", "c"] and back["rank"].to_list() == [1, 2]
+    assert (tmp_path / "r.trec").read_text().splitlines()[0] == "1 Q0 b 1 0.3 t"
+
+
+def test_read_trec_malformed(tmp_path):
+    (tmp_path / "bad.trec").write_text("1 Q0 a 1\n")
+    with pytest.raises(InputError, match=r"bad.trec:1: expected 6 columns"):
+        io.read_trec(tmp_path / "bad.trec")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _ds():
+    corpus = pl.DataFrame({"docid": ["d1", "d2", "d3"], "title": ["T", "", ""], "text": ["one two three four", "five", "six"]})
+    queries = pl.DataFrame({"qid": ["q1", "q2"], "text": ["hello", "world"]})
+    qrels = pl.DataFrame({"qid": ["q1", "q2"], "docid": ["d1", "d2"], "relevance": [1, 1]}, schema_overrides={"relevance": pl.Int32})
+    return data.Dataset(corpus, queries, qrels)
+
+
+def test_candidates_build_truncates_and_skips(caplog):
+    run = pl.DataFrame({"qid": ["q1", "q1", "q1"], "docid": ["d2", "d1", "d3"], "rank": [1, 2, 3], "score": [3.0, 2.0, 1.0]})
+    cands, meta = candidates.build(_ds(), run, depth=2, max_doc_words=3, key="toy/bm25")
+    assert cands["docid"].to_list() == ["d2", "d1"]
+    assert cands.filter(pl.col("docid") == "d1")["text"].item() == "T one two"
+    assert cands.columns == ["qid", "query", "docid", "rank", "score", "text"]
+    assert meta["queries_without_candidates"] == ["q2"]
+    assert "without candidates" in caplog.text
+
+
+def test_candidates_errors():
+    run = pl.DataFrame({"qid": ["q1"], "docid": ["nope"], "rank": [1], "score": [1.0]})
+    with pytest.raises(InputError, match="not in the corpus"):
+        candidates.build(_ds(), run, depth=5, max_doc_words=None)
+    with pytest.raises(InputError, match="candidates.depth"):
+        candidates.build(_ds(), run, depth=0, max_doc_words=None)
+
+
+def test_merge_with_tail_keeps_first_stage_tail():
+    first = pl.DataFrame({"qid": ["q"] * 5, "docid": list("abcde"), "rank": [1, 2, 3, 4, 5], "score": [5.0, 4, 3, 2, 1]})
+    rer = pl.DataFrame({"qid": ["q"] * 3, "docid": ["a", "b", "c"], "score": [0.1, 0.9, 0.5]})
+    merged = io.rank_run(candidates.merge_with_tail(rer, first))
+    assert merged["docid"].to_list() == ["b", "c", "a", "d", "e"]

@@ -1,0 +1,17 @@
+rule dataset:
+    output:
+        **data_files("{dataset}"),
+        meta=f"{R}/data/{{dataset}}/meta.json",
+    params:
+        spec=lambda w: CFG["datasets"][w.dataset],
+        ir_datasets_home=CFG["ir_datasets_home"],
+    log:
+        log_path("dataset", "{dataset}"),
+    benchmark:
+        bench_path("dataset", "{dataset}")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/dataset.py"

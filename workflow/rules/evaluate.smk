@@ -1,0 +1,56 @@
+rule ranx_warmup:
+    # numba compiles ranx once into the shared cache; every evaluation job then loads it in seconds
+    output:
+        f"{CFG['cache_dir']}/numba/.ready",
+    params:
+        cache_dir=CFG["cache_dir"],
+    log:
+        log_path("ranx_warmup", "warmup"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/ranx_warmup.py"
+
+
+rule evaluate:
+    # one job per dataset: ranx starts once and scores every run of the dataset (per-query metrics kept)
+    input:
+        qrels=data_files("{dataset}")["qrels"],
+        runs=lambda w: sorted(dataset_runs(w.dataset)),
+        warm=rules.ranx_warmup.output,
+    output:
+        f"{R}/eval/{{dataset}}.parquet",
+    params:
+        runs=lambda w: dataset_runs(w.dataset),
+        metrics=CFG["evaluation"]["metrics"],
+        cache_dir=CFG["cache_dir"],
+    log:
+        log_path("evaluate", "{dataset}"),
+    benchmark:
+        bench_path("evaluate", "{dataset}")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule tables:
+    input:
+        [f"{R}/eval/{d}.parquet" for d in eval_datasets()],
+    output:
+        csv=f"{R}/tables/results.csv",
+        tex=f"{R}/tables/results.tex",
+    params:
+        metric=CFG["evaluation"]["main_metric"],
+    log:
+        log_path("tables", "tables"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/tables.py"

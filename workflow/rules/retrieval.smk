@@ -1,0 +1,65 @@
+rule bm25_index:
+    input:
+        corpus=f"{R}/data/{{dataset}}/corpus.parquet",
+    output:
+        directory(f"{R}/indexes/{{dataset}}/bm25"),
+    log:
+        log_path("bm25_index", "{dataset}"),
+    benchmark:
+        bench_path("bm25_index", "{dataset}")
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    script:
+        "../scripts/bm25_index.py"
+
+
+def retrieve_inputs(w):
+    kind = CFG["retrievers"][w.retriever]["kind"]
+    files = {"queries": data_files(w.dataset)["queries"], "corpus": data_files(w.dataset)["corpus"]}
+    if kind == "bm25":
+        files["index"] = f"{R}/indexes/{w.dataset}/bm25"
+    return files
+
+
+rule retrieve:
+    input:
+        unpack(retrieve_inputs),
+    output:
+        first_stage_run("{dataset}", "{retriever}"),
+    params:
+        spec=lambda w: CFG["retrievers"][w.retriever],
+        embeddings=f"{R}/indexes/{{dataset}}/dense-{{retriever}}.npz",
+    log:
+        log_path("retrieve", "{dataset}", "{retriever}"),
+    benchmark:
+        bench_path("retrieve", "{dataset}", "{retriever}")
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    script:
+        "../scripts/retrieve.py"
+
+
+rule candidates:
+    input:
+        **data_files("{dataset}"),
+        run=first_stage_run("{dataset}", "{retriever}"),
+    output:
+        parquet=candidates("{dataset}", "{retriever}"),
+        meta=candidates("{dataset}", "{retriever}").replace(".parquet", ".json"),
+    params:
+        depth=CFG["candidates"]["depth"],
+        max_doc_words=CFG["candidates"]["max_doc_words"],
+    log:
+        log_path("candidates", "{dataset}", "{retriever}"),
+    benchmark:
+        bench_path("candidates", "{dataset}", "{retriever}")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/candidates.py"

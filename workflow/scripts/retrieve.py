@@ -1,0 +1,18 @@
+"""First-stage retrieval (bm25 or dense) to a TREC run."""
+import polars as pl
+
+from attnrank import io, wiring
+
+wiring.setup(snakemake.log[0])
+spec = snakemake.params.spec
+queries = pl.read_parquet(snakemake.input.queries)
+if spec["kind"] == "bm25":
+    from attnrank import bm25
+
+    run = bm25.search(snakemake.input.index, queries, k=spec["depth"], k1=spec.get("k1", 0.9), b=spec.get("b", 0.4), threads=snakemake.threads)
+else:
+    from attnrank import dense
+
+    encoder = {k: v for k, v in spec.items() if k not in ("kind", "depth")}
+    run = dense.run(pl.read_parquet(snakemake.input.corpus), queries, encoder, k=spec["depth"], cache_path=snakemake.params.embeddings)
+io.write_trec(run, snakemake.output[0], tag=snakemake.wildcards.retriever, depth=spec["depth"])
