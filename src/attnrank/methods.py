@@ -1,0 +1,377 @@
+"""Attention re-ranking methods as aggregations over the cached per-query scores (``QueryScores``).
+
+A method is a config entry ``methods.<name>: {kind: <kind>, ...params}``; ``kind`` names a function registered
+here with ``@register(kind)``: ``fn(s: QueryScores, params, artifacts) -> np.ndarray[k]`` (scores in the order of
+``s.docids``, higher = more relevant). Adding a method is a function plus a config entry.
+
+Kinds (layers and heads 0-based):
+
+- ``icr``: all heads of all (kept) layers. ``calibration``: ``masked`` (default; ICR's masked N/A calibration,
+  the cached ``masked_prefix`` row of the last kept layer), ``na`` (sum of raw - na), ``none`` (sum of raw).
+- ``qr`` / ``core``: the top ``k_heads`` heads of ``artifacts["heads"]`` (a table from
+  :func:`attnrank.heads.score_heads`) by ``qr_rank`` / ``core_rank``; score = sum over those heads of raw - na
+  (``calibration: none``: raw). ``core`` accepts ``temperature`` (which detection temperature its heads came from;
+  informational here).
+- ``selective``: all heads of the layers of ``artifacts["window"]`` = (first_layer, last_layer), inclusive;
+  ``calibration``: ``na`` (default), ``none``, or ``masked`` (only for windows starting at layer 0, where the
+  cached ``masked_prefix`` row is exact).
+- ``headrank``: ``attnrank.headrank.aggregate(s, weights, depth=...)`` (imported lazily) with
+  ``artifacts["weights"]`` a ``headrank.TrainResult`` (its selected weights, depth and normalisation) or an
+  [L, H] weight array.
+
+Generic pruning params for every kind: ``max_layer`` (0-based index of the last kept layer; deeper layers are
+removed, as if the model stopped there) or ``prune`` (fraction of final layers removed, CoRe's convention: keep
+``floor(L * (1 - prune))`` layers; needs the model's layer count). For ``qr``/``core`` the top-k heads are chosen
+among the kept layers — identical to detecting heads on the pruned model, since a layer's attention never
+depends on deeper layers. For ``selective`` the window is clipped at the cut.
+
+``required_depth`` gives the number of layers (from the bottom) a method needs, so the engine can stop there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from .errors import InputError
+from .scores import QueryScores
+
+Aggregation = Callable[[QueryScores, dict, dict], np.ndarray]
+
+METHODS: dict[str, Aggregation] = {}
+PARAMS: dict[str, set[str]] = {}
+NEEDS: dict[str, set[str]] = {}
+
+GENERIC_PARAMS = {"max_layer", "prune"}
+IGNORED_PARAMS = {"kind", "name", "description", "label"}  # config bookkeeping, not method parameters
+
+
+def register(kind: str, params: set[str] = frozenset(), needs: set[str] = frozenset()) -> Callable[[Aggregation], Aggregation]:
+    """Register an aggregation under ``kind`` with its own param names and the artifacts it needs."""
+
+    def deco(fn: Aggregation) -> Aggregation:
+        if kind in METHODS:
+            raise ValueError(f"method kind '{kind}' registered twice")
+        METHODS[kind] = fn
+        PARAMS[kind] = set(params) | GENERIC_PARAMS
+        NEEDS[kind] = set(needs)
+        return fn
+
+    return deco
+
+
+def needs(kind: str) -> set[str]:
+    """Artifacts a kind needs: a subset of {"heads", "window", "weights"}."""
+    _check_kind(kind, kind)
+    return set(NEEDS[kind])
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _name(params: dict, kind: str) -> str:
+    return str(params.get("_name") or params.get("name") or kind)
+
+
+def _err(params: dict, kind: str, key: str, msg: str) -> InputError:
+    return InputError(f"methods.{_name(params, kind)}.{key}: {msg}")
+
+
+def _check_kind(kind: str, name: str) -> None:
+    if kind not in METHODS:
+        raise InputError(f"methods.{name}.kind: unknown method kind {kind!r} (known: {sorted(METHODS)})")
+
+
+def _int(params: dict, kind: str, key: str, lo: int) -> int:
+    v = params[key]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise _err(params, kind, key, f"must be an integer >= {lo} (got {v!r})")
+    return int(v)
+
+
+def depth_cut(params: dict, kind: str, n_layers: int | None = None) -> int | None:
+    """Number of layers kept by ``max_layer`` / ``prune`` (None: no cut)."""
+    if "max_layer" in params and "prune" in params:
+        raise _err(params, kind, "prune", "give either max_layer or prune, not both")
+    if params.get("max_layer") is not None:
+        cut = _int(params, kind, "max_layer", 0) + 1
+        if n_layers is not None and cut > n_layers:
+            raise _err(params, kind, "max_layer", f"layer {cut - 1} is beyond the model's {n_layers} layers (0..{n_layers - 1})")
+        return cut
+    if params.get("prune") is not None:
+        p = params["prune"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise _err(params, kind, "prune", f"must be a fraction in [0, 1) (got {p!r})")
+        if n_layers is None:
+            raise _err(params, kind, "prune", "a pruning fraction needs the model's layer count (n_layers)")
+        cut = math.floor(n_layers * (1 - p) + 1e-9)
+        if cut < 1:
+            raise _err(params, kind, "prune", f"pruning {p} of {n_layers} layers keeps none")
+        return cut
+    return None
+
+
+def truncate(s: QueryScores, depth: int) -> QueryScores:
+    """A view of ``s`` with only its first ``depth`` layers (what a model stopped after ``depth`` layers gives)."""
+    if depth >= s.n_layers:
+        return s
+    return replace(s, raw=s.raw[:depth], na=s.na[:depth], masked_prefix=s.masked_prefix[:depth])
+
+
+def _have_layers(s: QueryScores, need: int, params: dict, kind: str, key: str) -> None:
+    if s.n_layers < need:
+        raise _err(
+            params, kind, key,
+            f"needs {need} layers but the score cache of query '{s.qid}' has {s.n_layers} (engine depth too shallow)",
+        )
+
+
+def _calibration(params: dict, kind: str, allowed: tuple[str, ...], default: str) -> str:
+    c = params.get("calibration", default)
+    if c not in allowed:
+        raise _err(params, kind, "calibration", f"must be one of {list(allowed)} (got {c!r})")
+    return c
+
+
+def _sum(arr: np.ndarray) -> np.ndarray:
+    return arr.astype(np.float64).sum(axis=tuple(range(arr.ndim - 1)))
+
+
+def _artifact(artifacts: dict | None, key: str, params: dict, kind: str):
+    if not artifacts or artifacts.get(key) is None:
+        raise _err(params, kind, key, f"method kind '{kind}' needs the '{key}' artifact, none given")
+    return artifacts[key]
+
+
+def selected_heads(kind: str, params: dict, artifacts: dict | None, cut: int | None) -> list[tuple[int, int]]:
+    """The (layer, head) pairs a ``qr`` / ``core`` method uses: top ``k_heads`` by rank among layers < ``cut``."""
+    from .heads import top_heads
+
+    heads = _artifact(artifacts, "heads", params, kind)
+    if "k_heads" not in params:
+        raise _err(params, kind, "k_heads", "required (number of heads to aggregate)")
+    k = _int(params, kind, "k_heads", 1)
+    col = f"{kind}_rank"
+    if not isinstance(heads, pl.DataFrame) or not {"layer", "head", col} <= set(heads.columns):
+        raise _err(params, kind, "heads", f"artifact must be a head table with columns layer, head, {col}")
+    chosen = top_heads(heads, kind, k, None if cut is None else cut - 1)
+    if len(chosen) < k:
+        where = "" if cut is None else f" in layers 0..{cut - 1}"
+        raise _err(params, kind, "k_heads", f"{k} heads asked, only {len(chosen)} scored{where}")
+    return chosen
+
+
+def window_of(params: dict, artifacts: dict | None, kind: str = "selective") -> tuple[int, int]:
+    """The (first_layer, last_layer) window artifact: a pair or a dict with first_layer/last_layer."""
+    w = _artifact(artifacts, "window", params, kind)
+    if isinstance(w, dict):
+        w = (w.get("first_layer"), w.get("last_layer"))
+    try:
+        a, b = (int(x) for x in w)
+    except (TypeError, ValueError):
+        raise _err(params, kind, "window", f"must be (first_layer, last_layer) (got {w!r})") from None
+    if a < 0 or b < a:
+        raise _err(params, kind, "window", f"({a}, {b}) is not a window of layers (0 <= first <= last)")
+    return a, b
+
+
+# ------------------------------------------------------------------------------------------------ methods
+@register("icr", params={"calibration"})
+def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
+    """ICR: all heads of the kept layers (default calibration: ICR's masked N/A calibration)."""
+    cal = _calibration(params, "icr", ("masked", "na", "none"), "masked")
+    depth = depth_cut(params, "icr")
+    if depth is None:
+        depth = s.n_layers
+    _have_layers(s, depth, params, "icr", "max_layer")
+    if cal == "masked":
+        return s.masked_prefix[depth - 1].astype(np.float64)
+    arr = s.raw[:depth].astype(np.float64) - (s.na[:depth] if cal == "na" else 0.0)
+    return _sum(arr)
+
+
+def _heads_method(kind: str):
+    def fn(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
+        cal = _calibration(params, kind, ("na", "none"), "na")
+        chosen = selected_heads(kind, params, artifacts, depth_cut(params, kind))
+        layers = np.array([l for l, _ in chosen])
+        heads = np.array([h for _, h in chosen])
+        if heads.max() >= s.n_heads:
+            bad = chosen[int(np.argmax(heads))]
+            raise _err(params, kind, "heads", f"head {bad} is out of range: the model has {s.n_heads} heads per layer")
+        _have_layers(s, int(layers.max()) + 1, params, kind, "heads")
+        arr = s.raw[layers, heads].astype(np.float64)
+        if cal == "na":
+            arr = arr - s.na[layers, heads]
+        return arr.sum(axis=0)
+
+    fn.__name__ = kind
+    fn.__doc__ = f"{kind.upper()} heads: sum of the top-k_heads heads by {kind}_rank."
+    return fn
+
+
+register("qr", params={"k_heads", "calibration"}, needs={"heads"})(_heads_method("qr"))
+register("core", params={"k_heads", "calibration", "temperature"}, needs={"heads"})(_heads_method("core"))
+
+
+@register("selective", params={"calibration"}, needs={"window"})
+def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
+    """Selective-ICR: all heads of the layer window, clipped at the pruning cut."""
+    cal = _calibration(params, "selective", ("na", "none", "masked"), "na")
+    a, b = window_of(params, artifacts)
+    cut = depth_cut(params, "selective")
+    if cut is not None:
+        if a > cut - 1:
+            raise _err(params, "selective", "max_layer", f"cut at layer {cut - 1} removes the whole window ({a}, {b})")
+        b = min(b, cut - 1)
+    if b >= s.n_layers:
+        raise _err(params, "selective", "window", f"({a}, {b}) reaches beyond the {s.n_layers} layers of the score cache")
+    if cal == "masked":
+        if a != 0:
+            raise _err(params, "selective", "calibration", f"'masked' is exact only for windows starting at layer 0 (window starts at {a})")
+        return s.masked_prefix[b].astype(np.float64)
+    arr = s.raw[a : b + 1].astype(np.float64) - (s.na[a : b + 1] if cal == "na" else 0.0)
+    return _sum(arr)
+
+
+def headrank_weights(weights, params: dict | None = None) -> tuple[np.ndarray, int, str | None]:
+    """(weights [L, H], layers needed, normalisation) of a HeadRank artifact: a ``headrank.TrainResult`` (its
+    selected, renormalised weights, its depth and normalisation) or a plain [L, H] array (depth = deepest layer
+    with a non-zero weight + 1; the aggregate's default normalisation)."""
+    params = params or {}
+    if hasattr(weights, "selected_weights"):
+        return np.asarray(weights.selected_weights(), np.float64), int(weights.depth), getattr(weights, "normalise", None)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or not np.isfinite(w).all():
+        raise _err(params, "headrank", "weights", f"must be a finite [layers, heads] array (got shape {w.shape})")
+    rows = np.nonzero(np.abs(w).sum(axis=1) > 0)[0]
+    if rows.size == 0:
+        raise _err(params, "headrank", "weights", "all head weights are zero")
+    return w, int(rows.max()) + 1, None
+
+
+@register("headrank", needs={"weights"})
+def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
+    """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
+    from . import headrank as hr  # lazy: pulls in torch
+
+    w, depth, normalise = headrank_weights(_artifact(artifacts, "weights", params, "headrank"), params)
+    cut = depth_cut(params, "headrank")
+    if cut is not None:
+        depth = min(depth, cut)
+    _have_layers(s, depth, params, "headrank", "weights")
+    kwargs = {"normalise": normalise} if normalise else {}
+    return np.asarray(hr.aggregate(s, w, depth=depth, **kwargs), dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------------ API
+def validate(kind: str, params: dict, name: str | None = None, n_layers: int | None = None) -> dict:
+    """Check a method's kind and param names; returns params with the resolved cut as ``max_layer``.
+
+    ``prune`` (a fraction) becomes ``max_layer`` when ``n_layers`` is known; the method name is kept in ``_name``
+    for error messages. Unknown keys raise InputError naming ``methods.<name>.<key>``.
+    """
+    name = name or params.get("_name") or params.get("name") or kind
+    _check_kind(kind, name)
+    p = dict(params)
+    p["_name"] = name
+    for key in p:
+        if key in IGNORED_PARAMS or key.startswith("_"):
+            continue
+        if key not in PARAMS[kind]:
+            raise InputError(f"methods.{name}.{key}: unknown parameter for kind '{kind}' (allowed: {sorted(PARAMS[kind])})")
+    if p.get("prune") is not None and n_layers is not None:
+        cut = depth_cut(p, kind, n_layers)
+        del p["prune"]
+        p["max_layer"] = cut - 1
+    elif p.get("max_layer") is not None:
+        depth_cut(p, kind, n_layers)
+    return p
+
+
+def required_depth(kind: str, params: dict, artifacts: dict | None, n_layers: int | None) -> int | None:
+    """Layers (a count, from the bottom) the method needs; None = all layers / not known yet.
+
+    ``icr`` needs all layers up to the cut; ``qr``/``core`` the deepest of their heads (None until the head table
+    exists); ``selective`` the window's last layer (None until the window exists); ``headrank`` the deepest layer of its
+    selected heads (None until the weights exist). A cut (max_layer / prune) caps every answer.
+    When ``n_layers`` is given, "all" is reported as ``n_layers`` instead of None. The engine runs full depth
+    for None.
+    """
+    p = validate(kind, params, n_layers=n_layers)
+    cut = depth_cut(p, kind, n_layers)
+    full = cut if cut is not None else n_layers
+    need: int | None
+    if kind == "icr":
+        need = full
+    elif kind in ("qr", "core"):
+        if not artifacts or artifacts.get("heads") is None:
+            return full if cut is not None else None
+        chosen = selected_heads(kind, p, artifacts, cut)
+        need = max(l for l, _ in chosen) + 1
+    elif kind == "selective":
+        if not artifacts or artifacts.get("window") is None:
+            return full if cut is not None else None
+        a, b = window_of(p, artifacts)
+        if cut is not None and a > cut - 1:
+            raise _err(p, kind, "max_layer", f"cut at layer {cut - 1} removes the whole window ({a}, {b})")
+        need = b + 1
+    elif kind == "headrank":
+        if not artifacts or artifacts.get("weights") is None:
+            return full if cut is not None else None
+        need = headrank_weights(artifacts["weights"], p)[1]
+    else:  # a kind registered elsewhere without depth knowledge: all layers
+        return full
+    if cut is not None:
+        need = min(need, cut)
+    if n_layers is not None and need > n_layers:
+        raise _err(p, kind, "window" if kind == "selective" else "heads",
+                   f"needs {need} layers but the model has {n_layers}")
+    return need
+
+
+def engine_depth(methods: dict[str, dict], artifacts: dict[str, dict] | None, n_layers: int | None) -> int | None:
+    """The depth the engine must compute for a set of configured methods (name -> params with ``kind``):
+    the deepest any of them needs; None when one needs all layers and ``n_layers`` is unknown."""
+    depths = []
+    for name, params in methods.items():
+        if "kind" not in params:
+            raise InputError(f"methods.{name}.kind: required")
+        d = required_depth(params["kind"], {**params, "name": name}, (artifacts or {}).get(name), n_layers)
+        if d is None:
+            return n_layers
+        depths.append(d)
+    return max(depths) if depths else n_layers
+
+
+def aggregate(s: QueryScores, kind: str, params: dict, artifacts: dict | None, name: str | None = None,
+              n_layers: int | None = None) -> np.ndarray:
+    """Scores [k] of one query by one method (params validated first)."""
+    p = validate(kind, params, name, n_layers)
+    for art in NEEDS[kind]:
+        _artifact(artifacts, art, p, kind)
+    out = np.asarray(METHODS[kind](s, p, artifacts or {}), dtype=np.float64)
+    if out.shape != (len(s.docids),):
+        raise RuntimeError(f"method '{p['_name']}' returned shape {out.shape} for {len(s.docids)} documents")
+    return out
+
+
+def rank(scores: list[QueryScores], method_kind: str, params: dict, artifacts: dict | None,
+         name: str | None = None, n_layers: int | None = None) -> pl.DataFrame:
+    """Run one method over all queries: a run frame (qid, docid, score), queries and documents in input order.
+
+    Ties are broken by docid when the run is ranked (``attnrank.io.rank_run`` / ``write_trec``).
+    """
+    p = validate(method_kind, params, name, n_layers)
+    qids, docids, vals = [], [], []
+    for s in tqdm(scores, desc=f"method {p['_name']}", unit="query", mininterval=5):
+        v = aggregate(s, method_kind, p, artifacts, p["_name"], n_layers)
+        qids += [s.qid] * len(s.docids)
+        docids += list(s.docids)
+        vals.append(v)
+    score = np.concatenate(vals) if vals else np.zeros(0)
+    return pl.DataFrame({"qid": qids, "docid": docids, "score": score},
+                        schema={"qid": pl.String, "docid": pl.String, "score": pl.Float64})
