@@ -1,0 +1,252 @@
+"""Latency and memory benchmark helpers (per model x method, on a fixed sample of queries).
+
+- ``measure(fn, *args)``: wall seconds and peak memory of one call. On GPU: ``torch.cuda.max_memory_allocated``
+  after a reset (kind ``cuda_max_allocated``). On CPU: the process's peak RSS during the call — Linux lets a
+  process reset its high-water mark (``/proc/self/clear_refs`` ← 5, then ``VmHWM``; kind ``cpu_peak_rss``);
+  elsewhere RSS is sampled by a thread every 2 ms (kind ``cpu_peak_rss_sampled``).
+- ``time_method(callable_per_query, queries, n)``: generic; any method (attention with real truncation, or the
+  generation / likelihood re-rankers through ``benchmark_rerank``) is timed the same way. A callable may return a
+  dict of counters (forward passes, generated tokens), which land in its row.
+- ``summarize`` → one row per (model, method); ``write_latency_csv``; ``plot_tradeoff`` (nDCG@10 against seconds per
+  query, one panel per model, one marker per method).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import polars as pl
+import torch
+
+from .errors import InputError
+from .io import atomic_path
+
+LATENCY_COLUMNS = [
+    "model", "method", "device", "n_queries", "seconds_per_query", "seconds_median", "seconds_total",
+    "forward_passes_per_query", "generated_tokens_per_query", "prompt_tokens_per_query", "peak_mem_bytes", "mem_kind",
+]
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class _RssSampler:
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, _rss(), threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss())
+
+
+def measure(fn: Callable, *args, device: str | torch.device | None = None, **kwargs) -> dict[str, Any]:
+    """Run ``fn(*args, **kwargs)`` once: ``{seconds, peak_mem_bytes, mem_kind, device, result}``."""
+    dev = _resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - t0
+        peak, kind = int(torch.cuda.max_memory_allocated(dev)), "cuda_max_allocated"
+    elif _reset_hwm() and _vm_hwm() is not None:
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds = time.perf_counter() - t0
+        peak, kind = int(_vm_hwm()), "cpu_peak_rss"
+    else:
+        with _RssSampler() as s:
+            t0 = time.perf_counter()
+            result = fn(*args, **kwargs)
+            seconds = time.perf_counter() - t0
+        peak, kind = s.peak, "cpu_peak_rss_sampled"
+    return {"seconds": seconds, "peak_mem_bytes": peak, "mem_kind": kind, "device": str(dev), "result": result}
+
+
+def sample_queries(queries: Sequence, n: int | None, seed: int = 0) -> list:
+    """A fixed sample of ``n`` queries (seeded; kept in input order); all when ``n`` is None or >= len."""
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise InputError(f"latency.n_queries: expected a positive integer or null, got {n!r}")
+    items = list(queries)
+    if n is None or n >= len(items):
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
+def _label(q) -> str:
+    return str(q[0]) if isinstance(q, (tuple, list)) and q else str(q)
+
+
+def time_method(
+    callable_per_query: Callable[[Any], Any],
+    queries: Sequence,
+    n: int | None = None,
+    seed: int = 0,
+    warmup: int = 1,
+    device: str | torch.device | None = None,
+) -> list[dict]:
+    """Time ``callable_per_query(q)`` on a fixed sample of ``n`` queries after ``warmup`` untimed calls.
+
+    One row per query: qid (the first element of a tuple query), seconds, peak_mem_bytes, mem_kind, device, plus
+    the numeric items of a dict the callable returns.
+    """
+    from tqdm.auto import tqdm
+
+    sample = sample_queries(queries, n, seed)
+    for q in sample[: max(warmup, 0)]:
+        callable_per_query(q)
+    rows = []
+    for q in tqdm(sample, desc="latency", unit="q"):
+        m = measure(callable_per_query, q, device=device)
+        row = {"qid": _label(q), "seconds": m["seconds"], "peak_mem_bytes": m["peak_mem_bytes"],
+               "mem_kind": m["mem_kind"], "device": m["device"]}
+        if isinstance(m["result"], dict):
+            row.update({k: v for k, v in m["result"].items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in row})
+        rows.append(row)
+    return rows
+
+
+def benchmark_rerank(method_kind: str, model, tokenizer, candidates: pl.DataFrame, params: dict | None = None,
+                     n: int | None = None, seed: int = 0, warmup: int = 1) -> list[dict]:
+    """``time_method`` for a generation / likelihood re-ranker; rows carry its per-query counters."""
+    from .generation import Stats, get_reranker, iter_queries, model_device
+
+    fn = get_reranker(method_kind)
+
+    def one(q) -> dict:
+        _, query, docs = q
+        st = Stats()
+        fn(model, tokenizer, query, docs, params or {}, st)
+        d = st.as_dict()
+        return {k: d[k] for k in ("forward_passes", "generated_tokens", "prompt_tokens", "model_calls",
+                                  "parse_failures", "empty_generations")}
+
+    return time_method(one, iter_queries(candidates), n, seed, warmup, model_device(model))
+
+
+def summarize(rows: list[dict], model: str, method: str) -> dict:
+    """One latency row (``LATENCY_COLUMNS``) from per-query rows of ``time_method``."""
+    if not rows:
+        raise InputError(f"latency: no timed queries for model '{model}', method '{method}'")
+    secs = sorted(r["seconds"] for r in rows)
+    n = len(rows)
+    mid = n // 2
+    median = secs[mid] if n % 2 else (secs[mid - 1] + secs[mid]) / 2
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if key in r]
+        return sum(vals) / len(vals) if vals else None
+
+    return {
+        "model": model, "method": method, "device": rows[0]["device"], "n_queries": n,
+        "seconds_per_query": sum(secs) / n, "seconds_median": median, "seconds_total": sum(secs),
+        "forward_passes_per_query": mean("forward_passes"), "generated_tokens_per_query": mean("generated_tokens"),
+        "prompt_tokens_per_query": mean("prompt_tokens"),
+        "peak_mem_bytes": max(r["peak_mem_bytes"] for r in rows), "mem_kind": rows[0]["mem_kind"],
+    }
+
+
+def latency_frame(summaries: list[dict]) -> pl.DataFrame:
+    """Summary rows as a table with ``LATENCY_COLUMNS`` (missing counters null)."""
+    schema = {c: (pl.String if c in ("model", "method", "device", "mem_kind") else pl.Float64) for c in LATENCY_COLUMNS}
+    schema["n_queries"] = schema["peak_mem_bytes"] = pl.Int64
+    return pl.DataFrame([{c: s.get(c) for c in LATENCY_COLUMNS} for s in summaries], schema=schema, orient="row")
+
+
+def write_latency_csv(df: pl.DataFrame | list[dict], path: str | os.PathLike) -> None:
+    """Write the latency table atomically (a list of summary rows is converted with ``latency_frame``)."""
+    if isinstance(df, list):
+        df = latency_frame(df)
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp)
+
+
+_MARKERS = "osD^v<>pP*Xhd"
+
+
+def plot_tradeoff(df: pl.DataFrame, path: str | os.PathLike, metric: str = "ndcg@10",
+                  x: str = "seconds_per_query") -> None:
+    """Effectiveness against cost: one panel per model, one marker per method (same marker across panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    missing = [c for c in ("model", "method", x, metric) if c not in df.columns]
+    if missing:
+        raise InputError(f"plot_tradeoff: table lacks column(s) {missing}")
+    df = df.filter(pl.col(x).is_not_null() & pl.col(metric).is_not_null()).sort(["model", "method"])
+    models = df["model"].unique(maintain_order=True).to_list() or ["(none)"]
+    methods = sorted(df["method"].unique().to_list())
+    marker = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(methods)}
+    color = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        sub = df.filter(pl.col("model") == model)
+        for m in methods:
+            pts = sub.filter(pl.col("method") == m)
+            if pts.height:
+                ax.scatter(pts[x].to_list(), pts[metric].to_list(), marker=marker[m], color=color[m], label=m, s=50)
+        xs = [v for v in sub[x].to_list() if v > 0]
+        if xs and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        ax.set_title(model)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric)
+    handles = [plt.Line2D([], [], marker=marker[m], color=color[m], linestyle="", label=m) for m in methods]
+    if handles:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=suffix, bbox_inches="tight", dpi=120)
+    plt.close(fig)
