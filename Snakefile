@@ -11,6 +11,9 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/retrieval.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/attention.smk"
+include: "workflow/rules/rerank.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -77,6 +77,15 @@ def _check_references(cfg: dict) -> None:
     for r in cfg["candidates"]["retrievers"]:
         if r not in cfg["retrievers"]:
             raise InputError(f"config key 'candidates.retrievers': unknown retriever {r!r} (defined: {sorted(cfg['retrievers'])})")
+    for section in ("detection", "tuning"):
+        if section in cfg:
+            d, r = cfg[section]["dataset"], cfg[section]["retriever"]
+            if d not in cfg["datasets"]:
+                raise InputError(f"config key '{section}.dataset': unknown dataset {d!r} (defined: {sorted(cfg['datasets'])})")
+            if r not in cfg["retrievers"]:
+                raise InputError(f"config key '{section}.retriever': unknown retriever {r!r} (defined: {sorted(cfg['retrievers'])})")
+            if cfg["datasets"][d]["evaluate"]:
+                raise InputError(f"config key '{section}.dataset': {d!r} is an evaluation dataset; set datasets.{d}.evaluate: false (selection must never see evaluation queries)")
     if cfg["methods"] and not cfg["models"]:
         raise InputError("config key 'methods': methods are configured but 'models' is empty")
 

@@ -217,7 +217,7 @@ register("qr", params={"k_heads", "calibration"}, needs={"heads"})(_heads_method
 register("core", params={"k_heads", "calibration", "temperature"}, needs={"heads"})(_heads_method("core"))
 
 
-@register("selective", params={"calibration"}, needs={"window"})
+@register("selective", params={"calibration", "width"}, needs={"window"})
 def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """Selective-ICR: all heads of the layer window, clipped at the pruning cut."""
     cal = _calibration(params, "selective", ("na", "none", "masked"), "na")
@@ -253,7 +253,14 @@ def headrank_weights(weights, params: dict | None = None) -> tuple[np.ndarray, i
     return w, int(rows.max()) + 1, None
 
 
-@register("headrank", needs={"weights"})
+# HeadRank's training hyper-parameters (attnrank.headrank.HeadRankConfig fields; a test keeps the two in sync)
+HEADRANK_PARAMS = {
+    "lr", "steps", "entropy_weight", "reg_score_entropy", "reg_middle_var", "temperature", "margin",
+    "n_train_queries", "seed", "select", "select_mass", "select_top_m", "normalise", "progress",
+}
+
+
+@register("headrank", params=HEADRANK_PARAMS, needs={"weights"})
 def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
     from . import headrank as hr  # lazy: pulls in torch
@@ -375,3 +382,18 @@ def rank(scores: list[QueryScores], method_kind: str, params: dict, artifacts: d
     score = np.concatenate(vals) if vals else np.zeros(0)
     return pl.DataFrame({"qid": qids, "docid": docids, "score": score},
                         schema={"qid": pl.String, "docid": pl.String, "score": pl.Float64})
+
+
+def describe(kind: str, params: dict, artifacts: dict | None, name: str | None = None, n_layers: int | None = None) -> dict:
+    """What a method used, written beside its run so a table row can be traced: layers computed, heads, window."""
+    p = validate(kind, params, name, n_layers)
+    cut = depth_cut(p, kind, n_layers)
+    out: dict = {"kind": kind, "layers_needed": required_depth(kind, params, artifacts, n_layers), "cut": cut}
+    if kind in ("qr", "core"):
+        out["heads"] = [[int(l), int(h)] for l, h in selected_heads(kind, p, artifacts, cut)]
+    elif kind == "selective":
+        out["window"] = list(window_of(p, artifacts))
+    elif kind == "headrank":
+        w, depth, _ = headrank_weights(artifacts["weights"], p)
+        out["heads"] = [[int(l), int(h), float(w[l, h])] for l, h in zip(*np.nonzero(w))]
+    return out

@@ -35,6 +35,11 @@ def dataset_runs(dataset):
         first_stage_run(dataset, r): {"dataset": dataset, "retriever": r, "model": "-", "method": r}
         for r in CFG["retrievers"]
     }
+    for m in CFG["models"]:
+        for r in CFG["candidates"]["retrievers"]:
+            for meth in CFG["methods"]:
+                ids = {"dataset": dataset, "retriever": r, "model": m, "method": meth}
+                runs[rerank_run(m, dataset, r, meth)] = ids
     return runs
 
 
@@ -50,3 +55,77 @@ def log_path(rule, *parts):
 
 def bench_path(rule, *parts):
     return f"{R}/benchmarks/{rule}/" + "/".join(parts) + ".tsv"
+
+
+# ---------------------------------------------------------------------------------------------- models & methods
+import attnrank.methods
+
+TEXT_KINDS = ("rankgpt", "yesno", "qlm", "setwise")  # implemented in attnrank.generation / likelihood / setwise
+
+
+def _method_family(name):
+    kind = CFG["methods"][name]["kind"]
+    if kind in attnrank.methods.METHODS:
+        attnrank.methods.validate(kind, {**CFG["methods"][name]}, name)
+        return "attention"
+    if kind in TEXT_KINDS:
+        return "text"
+    raise attnrank.errors.InputError(
+        f"config key 'methods.{name}.kind': unknown kind {kind!r} (attention: {sorted(attnrank.methods.METHODS)}; text: {list(TEXT_KINDS)})"
+    )
+
+
+import attnrank.errors
+
+FAMILY = {m: _method_family(m) for m in CFG["methods"]}
+ATTENTION_METHODS = [m for m, f in FAMILY.items() if f == "attention"]
+TEXT_METHODS = [m for m, f in FAMILY.items() if f == "text"]
+for _m in ATTENTION_METHODS:
+    for _need, _section in (("heads", "detection"), ("window", "tuning"), ("weights", "tuning")):
+        if _need in attnrank.methods.needs(CFG["methods"][_m]["kind"]) and _section not in CFG:
+            raise attnrank.errors.InputError(
+                f"config key 'methods.{_m}': kind {CFG['methods'][_m]['kind']!r} needs the '{_section}' section"
+            )
+
+
+def one_of(names):
+    """A wildcard regex matching exactly these names (or nothing)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def model_dir(model):
+    return f"{R}/models/{model}"
+
+
+def scores_manifest(model, dataset, retriever):
+    return f"{R}/scores/{model}/{dataset}/{retriever}/manifest.json"
+
+
+def rerank_run(model, dataset, retriever, method):
+    return f"{R}/rerank/{model}/{dataset}/{retriever}/{method}.trec"
+
+
+def engine_depth():
+    """Layers the main attention pass computes (None = all): the engine.depth key, or for 'auto' the deepest
+    layer any configured attention method needs (explicit cuts only; artifacts are not known at planning)."""
+    d = CFG["engine"]["depth"]
+    if d == "full":
+        return None
+    if d == "auto":
+        return attnrank.methods.engine_depth({m: CFG["methods"][m] for m in ATTENTION_METHODS}, None, None)
+    return int(d)
+
+
+def method_artifacts(w):
+    """Inputs an attention method needs besides the score cache: head ranking, layer profile, HeadRank weights."""
+    needs = attnrank.methods.needs(CFG["methods"][w.method]["kind"])
+    files = {}
+    if "heads" in needs:
+        files["heads"] = f"{R}/heads/{w.model}/heads.parquet"
+    if "window" in needs:
+        files["profile"] = f"{R}/layers/{w.model}/profile.parquet"
+    if "weights" in needs:
+        files["weights"] = f"{R}/headrank/{w.model}/{w.method}.parquet"
+    return files

@@ -1,0 +1,16 @@
+rule prepare_model:
+    output:
+        directory(model_dir("{model}")),
+    params:
+        spec=lambda w: {k: v for k, v in CFG["models"][w.model].items() if k not in ("batch_size", "dtype", "core_temperature", "gpu_model", "mem_mb")},
+        cache_dir=CFG["cache_dir"],
+    log:
+        log_path("prepare_model", "{model}"),
+    benchmark:
+        bench_path("prepare_model", "{model}")
+    threads: 2
+    resources:
+        mem_mb=32000,
+        runtime=120,
+    script:
+        "../scripts/prepare_model.py"

@@ -1,0 +1,24 @@
+# Re-rankers that generate or score text run the model themselves (RankGPT, yes/no, query likelihood, setwise).
+rule rerank_text:
+    input:
+        candidates=candidates("{dataset}", "{retriever}"),
+        model=model_dir("{model}"),
+        run=first_stage_run("{dataset}", "{retriever}"),
+    output:
+        run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}"),
+        used=rerank_run("{model}", "{dataset}", "{retriever}", "{method}").replace(".trec", ".json"),
+    wildcard_constraints:
+        method=one_of(TEXT_METHODS),
+    params:
+        spec=lambda w: CFG["methods"][w.method],
+        cache_dir=CFG["cache_dir"],
+    log:
+        log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
+    benchmark:
+        bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
+    threads: 2
+    resources:
+        mem_mb=32000,
+        runtime=720,
+    script:
+        "../scripts/rerank_text.py"
