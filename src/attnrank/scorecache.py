@@ -1,0 +1,236 @@
+"""On-disk attention score cache for one (model, dataset, retriever).
+
+Layout of ``out_dir`` (format version 1; see docs/attention.md for sizes)::
+
+    shard-00000.npz   queries 0 .. shard_size-1 (first-appearance order in the candidates), arrays:
+        qids [n] str, k [n] int32, docids [n, kmax] str ('' pad),
+        raw, na [n, L, H, kmax] float32 (NaN pad), masked_prefix [n, L, kmax] float32 (NaN pad),
+        positions, n_tokens [n, kmax] int32 (-1 pad), config_hash [] str
+    shard-00001.npz   ...
+    manifest.json     written last: format, config_hash, model, n_layers, n_heads, depth, prompt, shards, n_queries
+
+Every shard is written atomically. A rerun keeps shards whose config hash and query ids match and computes the rest
+(a job killed mid-way resumes); the manifest marks the cache complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import polars as pl
+
+from .engine import Scorer, iter_candidates
+from .errors import InputError
+from .io import atomic_path, write_json
+from .prompts import PromptConfig
+from .scores import QueryScores
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CANDIDATE_COLUMNS = ("qid", "query", "docid", "rank", "text")
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:05d}.npz"
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """Hash of a prepared model folder: its config, marker and the names/sizes of its weight files."""
+    d = Path(model_dir)
+    h = hashlib.sha256()
+    for name in ("config.json", "attnrank_model.json", "tokenizer.json", "chat_template.jinja"):
+        p = d / name
+        if p.is_file():
+            h.update(name.encode() + b"\0" + p.read_bytes())
+    for p in sorted(d.glob("*.safetensors")):
+        h.update(f"{p.name}:{p.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def candidates_fingerprint(candidates: pl.DataFrame) -> str:
+    h = hashlib.sha256()
+    for col in CANDIDATE_COLUMNS:
+        h.update(col.encode() + b"\0")
+        h.update("\x1f".join(map(str, candidates[col].to_list())).encode())
+    return h.hexdigest()[:16]
+
+
+def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: int | None, shard_size: int) -> str:
+    blob = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "model": model_fingerprint(model_dir),
+            "candidates": candidates_fingerprint(candidates),
+            "prompt": prompt_cfg,
+            "depth": depth,
+            "shard_size": shard_size,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------- write
+def _pack(scores: list[QueryScores], chash: str) -> dict[str, np.ndarray]:
+    n = len(scores)
+    kmax = max((len(s.docids) for s in scores), default=0)
+    l, h = scores[0].raw.shape[:2]
+    out = {
+        "qids": np.array([s.qid for s in scores], dtype=str),
+        "k": np.array([len(s.docids) for s in scores], dtype=np.int32),
+        "docids": np.full((n, kmax), "", dtype=object),
+        "raw": np.full((n, l, h, kmax), np.nan, dtype=np.float32),
+        "na": np.full((n, l, h, kmax), np.nan, dtype=np.float32),
+        "masked_prefix": np.full((n, l, kmax), np.nan, dtype=np.float32),
+        "positions": np.full((n, kmax), -1, dtype=np.int32),
+        "n_tokens": np.full((n, kmax), -1, dtype=np.int32),
+        "config_hash": np.array(chash),
+    }
+    for i, s in enumerate(scores):
+        k = len(s.docids)
+        out["docids"][i, :k] = s.docids
+        out["raw"][i, :, :, :k] = s.raw
+        out["na"][i, :, :, :k] = s.na
+        out["masked_prefix"][i, :, :k] = s.masked_prefix
+        out["positions"][i, :k] = s.positions
+        out["n_tokens"][i, :k] = s.n_tokens
+    out["docids"] = out["docids"].astype(str) if kmax else np.zeros((n, 0), dtype="<U1")
+    return out
+
+
+def _write_shard(path: Path, scores: list[QueryScores], chash: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **_pack(scores, chash))
+
+
+def _shard_ok(path: Path, chash: str, qids: list[str]) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["config_hash"]) == chash and z["qids"].tolist() == qids
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def compute_cache(
+    model_dir: str | os.PathLike,
+    candidates: pl.DataFrame,
+    out_dir: str | os.PathLike,
+    prompt_cfg: dict | None = None,
+    depth: int | None = None,
+    shard_size: int = 100,
+    batch_size: int | None = None,
+    device: str | None = None,
+    dtype=None,
+    on_shard: Callable[[int, Path], None] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Compute (or finish) the score cache of ``candidates`` (qid, query, docid, rank, score, text) in ``out_dir``.
+
+    Resumable: shards already written with the same config hash are kept. ``on_shard(i, path)`` is called after
+    each shard is written (tests use it to simulate a kill). Returns ``out_dir``.
+    """
+    from .models import load_model
+
+    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+    if missing:
+        raise InputError(f"candidates: missing column(s) {missing} (need {list(CANDIDATE_COLUMNS)})")
+    if shard_size < 1:
+        raise InputError(f"attention.shard_size: must be >= 1, got {shard_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = PromptConfig.from_dict(prompt_cfg).to_dict()
+    chash = config_hash(model_dir, candidates, cfg, depth, shard_size)
+    man_path = out / MANIFEST
+    if man_path.is_file():
+        man = json.loads(man_path.read_text())
+        if man.get("config_hash") == chash and all((out / s).is_file() for s in man.get("shards", [])):
+            log.info("score cache %s is complete", out)
+            return out
+        man_path.unlink()  # stale: the cache is incomplete until a new manifest is written
+    items = list(iter_candidates(candidates))
+    chunks = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
+    names = [shard_name(i) for i in range(len(chunks))]
+    for stale in out.glob("shard-*.npz"):
+        if stale.name not in names:
+            stale.unlink()
+    todo = [i for i, ch in enumerate(chunks) if not _shard_ok(out / names[i], chash, [q.qid for q in ch])]
+    if len(todo) < len(chunks):
+        log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
+    model, tokenizer = load_model(model_dir, device=device, dtype=dtype)
+    scorer = Scorer(model, tokenizer, cfg, depth=depth, batch_size=batch_size)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(chunks[i]) for i in todo), desc=f"attention {Path(model_dir).name}", unit="q")
+    for i in todo:
+        scores = []
+        for qs in scorer.iter_score(chunks[i]):
+            scores.append(qs)
+            if bar is not None:
+                bar.update(1)
+        _write_shard(out / names[i], scores, chash)
+        if on_shard is not None:
+            on_shard(i, out / names[i])
+    if bar is not None:
+        bar.close()
+    write_json(
+        man_path,
+        {
+            "format": FORMAT_VERSION,
+            "config_hash": chash,
+            "model": str(model_dir),
+            "model_fingerprint": model_fingerprint(model_dir),
+            "n_layers": scorer.n_layers,
+            "n_heads": scorer.n_heads,
+            "n_layers_model": model.config.num_hidden_layers,
+            "depth": depth,
+            "prompt": cfg,
+            "shard_size": shard_size,
+            "shards": names,
+            "n_queries": len(items),
+        },
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- read
+def read_manifest(cache_dir: str | os.PathLike) -> dict:
+    p = Path(cache_dir) / MANIFEST
+    if not p.is_file():
+        raise InputError(f"{p}: score cache is missing or incomplete (no manifest)")
+    return json.loads(p.read_text())
+
+
+def iter_scores(cache_dir: str | os.PathLike) -> Iterator[QueryScores]:
+    """Yield the cached ``QueryScores`` in query order (one shard in memory at a time)."""
+    cache = Path(cache_dir)
+    for name in read_manifest(cache)["shards"]:
+        with np.load(cache / name, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("qids", "k", "docids", "raw", "na", "masked_prefix", "positions", "n_tokens")}
+        for i, qid in enumerate(arrays["qids"].tolist()):
+            k = int(arrays["k"][i])
+            yield QueryScores(
+                qid=qid,
+                docids=arrays["docids"][i, :k].tolist(),
+                raw=np.ascontiguousarray(arrays["raw"][i, :, :, :k]),
+                na=np.ascontiguousarray(arrays["na"][i, :, :, :k]),
+                masked_prefix=np.ascontiguousarray(arrays["masked_prefix"][i, :, :k]),
+                positions=arrays["positions"][i, :k].copy(),
+                n_tokens=arrays["n_tokens"][i, :k].copy(),
+            )
+
+
+def load_scores(cache_dir: str | os.PathLike) -> list[QueryScores]:
+    return list(iter_scores(cache_dir))

@@ -1,0 +1,103 @@
+"""Score cache: format, equality with direct scoring, resume after a kill, invalidation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from attnrank.engine import Scorer, iter_candidates
+from attnrank.errors import InputError
+from attnrank.scorecache import compute_cache, iter_scores, load_scores, read_manifest
+
+WORDS = "planet star orbit recipe oven flour bank loan whale coral reef court judge the of and".split()
+
+
+def make_candidates(n_queries: int = 5) -> pl.DataFrame:
+    rows = []
+    for q in range(n_queries):
+        k = 2 + q % 3  # k varies: 2, 3, 4
+        for r in range(k):
+            text = " ".join(WORDS[(q * 3 + r * 5 + i) % len(WORDS)] for i in range(4 + r))
+            rows.append((f"q{q}", " ".join(WORDS[q : q + 2]), f"d{q}-{r}", r + 1, 10.0 - r, text))
+    # rows out of rank order: the cache sorts by rank
+    rows.reverse()
+    rows.sort(key=lambda x: x[0])
+    return pl.DataFrame(rows, schema=["qid", "query", "docid", "rank", "score", "text"], orient="row")
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def assert_same_scores(a, b):
+    assert [s.qid for s in a] == [s.qid for s in b]
+    for x, y in zip(a, b):
+        assert x.docids == y.docids
+        for name in ("raw", "na", "masked_prefix", "positions", "n_tokens"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+
+
+def test_cache_equals_direct_scoring(tmp_path, tiny_llama, tiny_llama_dir):
+    cands = make_candidates()
+    out = compute_cache(tiny_llama_dir, cands, tmp_path / "c", {"order": "reversed"}, depth=2, shard_size=2)
+    man = read_manifest(out)
+    assert man["shards"] == ["shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
+    assert (man["n_layers"], man["n_heads"], man["depth"], man["n_queries"]) == (2, 4, 2, 5)
+    cached = load_scores(out)
+    model, tok = tiny_llama
+    direct = Scorer(model, tok, {"order": "reversed"}, depth=2).score(list(iter_candidates(cands)))
+    assert_same_scores(cached, direct)
+    assert [len(s.docids) for s in cached] == [2, 3, 4, 2, 3]
+    assert cached[1].docids == ["d1-0", "d1-1", "d1-2"]  # rank order
+    with np.load(out / "shard-00000.npz") as z:
+        assert z["raw"].shape == (2, 2, 4, 3) and np.isnan(z["raw"][0, :, :, 2]).all()
+
+
+def test_resume_after_kill(tmp_path, tiny_llama_dir):
+    cands = make_candidates()
+    ref = load_scores(compute_cache(tiny_llama_dir, cands, tmp_path / "ref", {}, shard_size=2, progress=False))
+
+    def kill(i, path):
+        if i == 0:
+            raise Killed
+
+    out = tmp_path / "c"
+    with pytest.raises(Killed):
+        compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, on_shard=kill, progress=False)
+    assert (out / "shard-00000.npz").is_file() and not (out / "manifest.json").exists()
+    with pytest.raises(InputError, match="incomplete"):
+        list(iter_scores(out))
+    written = []
+    compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, on_shard=lambda i, p: written.append(i), progress=False)
+    assert written == [1, 2]  # shard 0 was kept
+    assert_same_scores(load_scores(out), ref)
+
+
+def test_complete_cache_is_skipped_and_config_change_recomputes(tmp_path, tiny_llama_dir, monkeypatch):
+    cands = make_candidates(3)
+    out = compute_cache(tiny_llama_dir, cands, tmp_path / "c", {}, shard_size=2, progress=False)
+    h1 = read_manifest(out)["config_hash"]
+    import attnrank.models
+
+    def boom(*a, **k):
+        raise AssertionError("model loaded although the cache is complete")
+
+    monkeypatch.setattr(attnrank.models, "load_model", boom)
+    compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, progress=False)
+    monkeypatch.undo()
+    written = []
+    compute_cache(tiny_llama_dir, cands, out, {"order": "reversed"}, shard_size=2, progress=False,
+                  on_shard=lambda i, p: written.append(i))
+    assert written == [0, 1] and read_manifest(out)["config_hash"] != h1
+    assert json.loads((out / "manifest.json").read_text())["prompt"]["order"] == "reversed"
+    # fewer queries: stale shards are removed
+    compute_cache(tiny_llama_dir, cands.filter(pl.col("qid") == "q0"), out, {}, shard_size=2, progress=False)
+    assert sorted(p.name for p in out.glob("shard-*.npz")) == ["shard-00000.npz"]
+
+
+def test_bad_candidates(tmp_path, tiny_llama_dir):
+    with pytest.raises(InputError, match="missing column"):
+        compute_cache(tiny_llama_dir, make_candidates().drop("text"), tmp_path / "c")
