@@ -2,7 +2,7 @@ import math
 
 import polars as pl
 
-from attnrank import evaluation, tables
+from attnrank import evaluation
 
 
 def test_per_query_matches_hand_computation():
@@ -24,20 +24,3 @@ def test_missing_query_scores_zero():
     run = pl.DataFrame({"qid": ["a"], "docid": ["x"], "score": [1.0]})
     pq = evaluation.per_query(qrels, run, ["ndcg@10"])
     assert dict(zip(pq["qid"], pq["value"])) == {"a": 1.0, "b": 0.0}
-
-
-def test_tables_summary_and_latex(tmp_path):
-    rows = []
-    for method, vals in (("bm25", [0.2, 0.4]), ("icr", [0.5, 0.7])):
-        for q, v in zip(["1", "2"], vals):
-            rows.append({"qid": q, "metric": "ndcg@10", "value": v, "dataset": "d_1", "retriever": "bm25", "model": "-", "method": method})
-    p = tmp_path / "e.parquet"
-    pl.DataFrame(rows).write_parquet(p)
-    summary = tables.write_tables([p], tmp_path / "tables", "ndcg@10")
-    means = dict(zip(summary["method"], summary["value"]))
-    assert abs(means["bm25"] - 0.3) < 1e-12 and abs(means["icr"] - 0.6) < 1e-12
-    assert summary["n_queries"].to_list() == [2, 2]
-    tex = (tmp_path / "tables" / "results.tex").read_text()
-    assert r"\toprule" in tex and r"\textbf{60.0}" in tex and "30.0" in tex and r"d\_1" in tex
-    csv = pl.read_csv(tmp_path / "tables" / "results.csv")
-    assert set(csv.columns) >= {"dataset", "retriever", "model", "method", "metric", "value", "n_queries"}

@@ -1,23 +1,64 @@
-"""Aggregate per-query metrics of every run into long-form CSV and a booktabs LaTeX table.
+"""Paper tables: long-form CSV with significance, booktabs LaTeX per metric, and a latency table.
 
 Each evaluation file holds per-query rows (qid, metric, value) plus identifying columns (dataset, retriever,
 model, method); first-stage runs use model = "-" and method = the retriever name.
+
+LaTeX layout (``metric_table``): one row per dataset plus an average row; column groups = first-stage retrievers,
+then per model (and per first stage when re-rankers re-rank several) its methods, under ``\\multicolumn`` headers
+with ``\\cmidrule``. Values x100; the best value of a row (as printed) in bold; a dagger marks a run significantly
+better than its baseline, a down arrow one significantly worse (see ``significance``). Needs ``booktabs`` and
+``graphicx``: a table wider than the line is shrunk to ``\\linewidth`` (never enlarged); more than ``WIDE_ABOVE``
+value columns use ``table*`` (full width in two-column papers).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import polars as pl
 
-from .io import write_text
+from .errors import InputError
+from .io import atomic_path, write_text
+from .significance import FIRST_STAGE, FIRST_STAGE_MODEL, TestConfig, compare_to_baseline
+
+log = logging.getLogger(__name__)
 
 ID_COLS = ["dataset", "retriever", "model", "method"]
+MARK_BETTER = r"$^{\dagger}$"
+MARK_WORSE = r"$^{\downarrow}$"
+# markers overhang into the column gap so that numbers stay aligned on the decimal point
+_CELL_MARK = {MARK_BETTER: rf"\rlap{{{MARK_BETTER}}}", MARK_WORSE: rf"\rlap{{{MARK_WORSE}}}", "": ""}
+WIDE_ABOVE = 8  # value columns: table* (both columns of a two-column paper) above this
+LATENCY_WIDE_ABOVE = 3  # the cost table does not fit one column of a two-column paper with more columns
+METRIC_NAMES = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR", "map": "MAP", "precision": "P", "hits": "Hits", "hit_rate": "HR"}
+LATENCY_REQUIRED = ("model", "method", "seconds_per_query")
+
+
+@dataclass(frozen=True)
+class TableOrder:
+    """Preferred order of rows / columns (config order); names not listed follow alphabetically."""
+
+    datasets: tuple[str, ...] = ()
+    retrievers: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    @staticmethod
+    def sort(names: Iterable[str], preferred: Sequence[str]) -> list[str]:
+        rank = {n: i for i, n in enumerate(preferred)}
+        return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def collect(paths: list[str | Path]) -> pl.DataFrame:
     frames = [pl.read_parquet(p) for p in paths]
-    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+    if not frames:
+        raise InputError("tables: no evaluation files given")
+    return pl.concat(frames, how="vertical_relaxed")
 
 
 def summarise(per_query: pl.DataFrame) -> pl.DataFrame:
@@ -29,47 +70,250 @@ def summarise(per_query: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _latex_escape(s: str) -> str:
-    return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("#", r"\#")
+def results_frame(per_query: pl.DataFrame, baseline: str = FIRST_STAGE, cfg: TestConfig = TestConfig()) -> pl.DataFrame:
+    """Long form: the summary plus baseline, its value, delta, n_pairs, p_value, p_holm, significant (null: untested)."""
+    summary = summarise(per_query)
+    sig = compare_to_baseline(per_query, baseline, cfg)
+    base = summary.select("dataset", "metric", baseline_retriever="retriever", baseline_model="model",
+                          baseline_method="method", baseline_value="value")
+    out = summary.join(sig, on=ID_COLS + ["metric"], how="left").join(
+        base, on=["dataset", "metric", "baseline_retriever", "baseline_model", "baseline_method"], how="left"
+    )
+    return out.with_columns(delta=pl.col("value") - pl.col("baseline_value")).select(
+        ID_COLS + ["metric", "value", "n_queries", "baseline_retriever", "baseline_model", "baseline_method", "baseline_value", "delta",
+                   "n_pairs", "p_value", "p_holm", "significant"]
+    ).sort(ID_COLS + ["metric"])
 
 
-def to_latex(summary: pl.DataFrame, metric: str, caption: str = "") -> str:
-    """Booktabs table: one row per (retriever, model, method), one column per dataset, best per column in bold."""
-    sub = summary.filter(pl.col("metric") == metric)
-    datasets = sorted(sub["dataset"].unique().to_list())
-    rows = sub.select(["retriever", "model", "method"]).unique().sort(["retriever", "model", "method"]).rows()
-    val = {(r["dataset"], r["retriever"], r["model"], r["method"]): r["value"] for r in sub.iter_rows(named=True)}
-    best = {d: max((v for k, v in val.items() if k[0] == d), default=None) for d in datasets}
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{_latex_escape(caption or metric)}}}",
-        r"\begin{tabular}{lll" + "r" * len(datasets) + "}",
-        r"\toprule",
-        "First stage & Model & Method & " + " & ".join(_latex_escape(d) for d in datasets) + r" \\",
-        r"\midrule",
-    ]
-    for r in rows:
-        cells = []
-        for d in datasets:
-            v = val.get((d, *r))
-            if v is None:
+_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(s: str) -> str:
+    """Escape LaTeX's special characters in plain text."""
+    return "".join(_ESCAPES.get(c, c) for c in str(s))
+
+
+def metric_label(metric: str) -> str:
+    """``ndcg@10`` -> ``nDCG@10``."""
+    name, _, cut = metric.partition("@")
+    return METRIC_NAMES.get(name, name) + (f"@{cut}" if cut else "")
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-")
+
+
+@dataclass(frozen=True)
+class _Group:
+    label: str
+    columns: list[tuple[str, str, str]]  # (retriever, model, method)
+
+
+def _groups(sub: pl.DataFrame, order: TableOrder) -> list[_Group]:
+    runs = set(sub.select("retriever", "model", "method").unique().iter_rows())
+    groups = []
+    first = [r for r in runs if r[1] == FIRST_STAGE_MODEL]
+    if first:
+        meth = {r[2]: r for r in first}
+        groups.append(_Group("First stage", [meth[m] for m in TableOrder.sort(meth, order.retrievers)]))
+    rerank = [r for r in runs if r[1] != FIRST_STAGE_MODEL]
+    retrievers = TableOrder.sort({r[0] for r in rerank}, order.retrievers)
+    for model in TableOrder.sort({r[1] for r in rerank}, order.models):
+        for ret in retrievers:
+            methods = [r[2] for r in rerank if r[0] == ret and r[1] == model]
+            if methods:
+                label = model if len(retrievers) == 1 else f"{model} ({ret})"
+                groups.append(_Group(label, [(ret, model, m) for m in TableOrder.sort(methods, order.methods)]))
+    return groups
+
+
+def _fmt(v: float, scale: float, decimals: int) -> str:
+    return f"{scale * v:.{decimals}f}"
+
+
+def _begin(n_values: int, spec: str, caption: str, label: str, wide_above: int = WIDE_ABOVE) -> list[str]:
+    env = "table*" if n_values > wide_above else "table"
+    return [rf"\begin{{{env}}}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
+            r"\sbox0{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+
+
+def _end(n_values: int, wide_above: int = WIDE_ABOVE) -> list[str]:
+    env = "table*" if n_values > wide_above else "table"
+    # shrink to the line width only when wider (graphicx); narrower tables keep their font size
+    return [r"\bottomrule", r"\end{tabular}}%", r"\ifdim\wd0>\linewidth\resizebox{\linewidth}{!}{\usebox0}\else\usebox0\fi",
+            rf"\end{{{env}}}", ""]
+
+
+def _baseline_text(baseline: str) -> str:
+    if baseline == FIRST_STAGE:
+        return "the first-stage run it re-ranks"
+    b = latex_escape(baseline)
+    return f"{b} (the same model's {b} run where one exists, else the {b} first stage)"
+
+
+def metric_table(results: pl.DataFrame, metric: str, *, order: TableOrder = TableOrder(), baseline: str = FIRST_STAGE,
+                 cfg: TestConfig = TestConfig(), label: str | None = None, scale: float = 100.0, decimals: int = 1) -> str:
+    """Booktabs table of one metric from ``results_frame`` output (datasets as rows, run groups as columns).
+
+    Best value per row (compared as printed, so ties are all bold) in bold; the average row (only with >= 2
+    datasets) is the mean over datasets of each column that has every dataset, else "--".
+    """
+    sub = results.filter(pl.col("metric") == metric)
+    if sub.is_empty():
+        raise InputError(f"tables: no results for metric {metric!r} (have {sorted(results['metric'].unique())})")
+    groups = _groups(sub, order)
+    columns = [c for g in groups for c in g.columns]
+    datasets = TableOrder.sort(sub["dataset"].unique(), order.datasets)
+    cell = {(r["dataset"], r["retriever"], r["model"], r["method"]): r for r in sub.iter_rows(named=True)}
+
+    spec = "l" + "".join("r" * len(g.columns) for g in groups)
+    lines = _begin(len(columns), spec, _caption(metric, baseline, cfg, len(datasets) > 1, scale), label or f"tab:{_safe(metric)}")
+    head, rules, start = [""], [], 2
+    for g in groups:
+        head.append(rf"\multicolumn{{{len(g.columns)}}}{{c}}{{{latex_escape(g.label)}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + len(g.columns) - 1}}}")
+        start += len(g.columns)
+    lines += [" & ".join(head) + r" \\", " ".join(rules)]
+    lines.append(" & ".join(["Dataset"] + [latex_escape(c[2]) for c in columns]) + r" \\")
+    lines.append(r"\midrule")
+
+    def row(name: str, values: list[float | None], marks: list[str]) -> str:
+        shown = [None if v is None else _fmt(v, scale, decimals) for v in values]
+        best = max((float(s) for s in shown if s is not None), default=None)
+        cells = [latex_escape(name)]
+        for s, mark in zip(shown, marks):
+            if s is None:
                 cells.append("--")
             else:
-                txt = f"{100 * v:.1f}"
-                cells.append(rf"\textbf{{{txt}}}" if best[d] is not None and abs(v - best[d]) < 1e-12 else txt)
-        lines.append(" & ".join(_latex_escape(x) for x in r) + " & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+                cells.append((rf"\textbf{{{s}}}" if float(s) == best else s) + _CELL_MARK[mark])
+        return " & ".join(cells) + r" \\"
+
+    for d in datasets:
+        values, marks = [], []
+        for c in columns:
+            r = cell.get((d, *c))
+            values.append(None if r is None else r["value"])
+            marks.append("" if r is None or not r["significant"] else (MARK_BETTER if r["delta"] > 0 else MARK_WORSE))
+        lines.append(row(d, values, marks))
+    if len(datasets) > 1:
+        avg = []
+        for c in columns:
+            vals = [cell[(d, *c)]["value"] for d in datasets if (d, *c) in cell]
+            avg.append(math.fsum(vals) / len(vals) if len(vals) == len(datasets) else None)
+        lines += [r"\midrule", row("Average", avg, [""] * len(columns))]
+    return "\n".join(lines + _end(len(columns)))
 
 
-def write_tables(eval_paths: list[str | Path], out_dir: str | Path, metric: str) -> pl.DataFrame:
-    per_q = collect(eval_paths)
-    summary = summarise(per_q)
+def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: float) -> str:
+    unit = rf" ($\times${scale:g})" if scale != 1 else ""
+    return (
+        f"{latex_escape(metric_label(metric))}{unit} of first-stage retrievers and re-rankers. Best per row in bold. "
+        rf"{MARK_BETTER}/{MARK_WORSE}: significantly better/worse than {_baseline_text(baseline)} "
+        f"({cfg.describe()}, Holm-corrected over the runs tested on each dataset, $p \\leq {cfg.alpha:g}$)."
+        + (" Average: mean over datasets." if average else "")
+    )
+
+
+def _fmt_num(v: float | None, fmt: str) -> str:
+    return "--" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def latency_table(latency: pl.DataFrame, effectiveness: pl.DataFrame | None = None, metric: str = "ndcg@10", *,
+                  order: TableOrder = TableOrder(), label: str = "tab:latency") -> str:
+    """Booktabs cost table: one row per (model, method), grouped by model; the best value per model in bold.
+
+    ``latency`` has columns model, method, seconds_per_query and optionally forward_passes_per_query,
+    generated_tokens_per_query, peak_mem_bytes, device, n_queries (``attnrank.latency`` CSVs). ``effectiveness``
+    (``results_frame`` output) adds the metric averaged over datasets, for the first configured first stage.
+    """
+    missing = [c for c in LATENCY_REQUIRED if c not in latency.columns]
+    if missing:
+        raise InputError(f"latency CSV: missing column(s) {missing}")
+    dup = latency.group_by("model", "method").len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise InputError(f"latency CSV: several rows for (model, method) {dup.select('model', 'method').row(0)}")
+    # (key, header, format, better: "min" | "max" | "" = not bolded)
+    cols: list[tuple[str, str, str, str]] = [("seconds_per_query", "ms/q", ",.1f", "min")]
+    lat = latency.with_columns(seconds_per_query=pl.col("seconds_per_query").cast(pl.Float64) * 1000)
+    for key, head, fmt, better in (("forward_passes_per_query", "Passes", ".1f", ""),
+                                   ("generated_tokens_per_query", "Tokens", ".1f", ""),
+                                   ("peak_mem_bytes", "Mem (GiB)", ".2f", "min")):
+        if key in lat.columns and lat[key].drop_nulls().len():
+            lat = lat.with_columns(pl.col(key).cast(pl.Float64))
+            cols.append((key, head, fmt, better))
+    if "peak_mem_bytes" in lat.columns:
+        lat = lat.with_columns(peak_mem_bytes=pl.col("peak_mem_bytes") / 2**30)
+    if effectiveness is not None:
+        eff = effectiveness.filter((pl.col("metric") == metric) & (pl.col("model") != FIRST_STAGE_MODEL))
+        if eff.height:
+            ret = TableOrder.sort(eff["retriever"].unique(), order.retrievers)[0]
+            eff = eff.filter(pl.col("retriever") == ret).group_by("model", "method").agg(effect=pl.col("value").mean() * 100)
+            lat = lat.join(eff, on=["model", "method"], how="left")
+            cols.append(("effect", latex_escape(metric_label(metric)), ".1f", "max"))
+    rows = {(r["model"], r["method"]): r for r in lat.iter_rows(named=True)}
+    caption = _latency_caption(latency, [c[0] for c in cols], metric)
+    lines = _begin(len(cols), "ll" + "r" * len(cols), caption, label, wide_above=LATENCY_WIDE_ABOVE)
+    lines += [" & ".join(["Model", "Method"] + [c[1] for c in cols]) + r" \\", r"\midrule"]
+    models = TableOrder.sort(lat["model"].unique(), order.models)
+    for i, model in enumerate(models):
+        methods = TableOrder.sort([m for (mo, m) in rows if mo == model], order.methods)
+        best = {}
+        for key, _, fmt, better in cols:
+            shown = [_fmt_num(rows[(model, m)][key], fmt) for m in methods]
+            nums = [float(s.replace(",", "")) for s in shown if s != "--"]
+            if better and len(nums) > 1 and min(nums) != max(nums):
+                best[key] = format(max(nums) if better == "max" else min(nums), fmt)
+        if i:
+            lines.append(r"\midrule")
+        for j, m in enumerate(methods):
+            cells = [latex_escape(model) if j == 0 else "", latex_escape(m)]
+            for key, _, fmt, _ in cols:
+                s = _fmt_num(rows[(model, m)][key], fmt)
+                cells.append(rf"\textbf{{{s}}}" if best.get(key) == s else s)
+            lines.append(" & ".join(cells) + r" \\")
+    return "\n".join(lines + _end(len(cols), wide_above=LATENCY_WIDE_ABOVE))
+
+
+_LATENCY_WORDS = {"seconds_per_query": "ms/q = wall time per query in ms", "forward_passes_per_query": "Passes = forward passes per query",
+                  "generated_tokens_per_query": "Tokens = generated tokens per query", "peak_mem_bytes": "Mem = peak memory"}
+
+
+def _latency_caption(latency: pl.DataFrame, keys: list[str], metric: str) -> str:
+    where = ""
+    if "device" in latency.columns and latency["device"].n_unique() == 1:
+        where = f" on {latex_escape(latency['device'][0])}"
+    if "n_queries" in latency.columns and latency["n_queries"].n_unique() == 1:
+        where += f" ({latency['n_queries'][0]} sampled queries)"
+    words = [_LATENCY_WORDS[k] for k in keys if k in _LATENCY_WORDS]
+    if "effect" in keys:
+        words.append(f"{latex_escape(metric_label(metric))} ($\\times$100) = mean over datasets")
+    return f"Cost per query{where}: " + "; ".join(words) + ". Fastest, least memory and most effective per model in bold."
+
+
+NO_LATENCY = "% no latency measurements were given to the tables rule\n"
+
+
+def write_tables(eval_paths: list[str | Path], out_dir: str | Path, metric: str, *, metrics: Sequence[str] = (),
+                 baseline: str = FIRST_STAGE, significance: dict | TestConfig | None = None,
+                 latency_paths: Sequence[str | Path] = (), order: TableOrder = TableOrder()) -> pl.DataFrame:
+    """Write results.csv (long form), results.tex (every metric), main.tex (``metric``) and latency.tex.
+
+    latency.tex holds only a LaTeX comment when no latency CSV is given. Returns the long-form frame.
+    """
+    cfg = significance if isinstance(significance, TestConfig) else TestConfig.from_config(significance)
+    results = results_frame(collect(eval_paths), baseline, cfg)
+    present = set(results["metric"].unique())
+    if metric not in present:
+        raise InputError(f"config key 'evaluation.main_metric': {metric!r} was not evaluated (have {sorted(present)})")
+    ordered = [metric] + [m for m in TableOrder.sort(present, metrics) if m != metric]
     out = Path(out_dir)
-    from .io import atomic_path
-
     with atomic_path(out / "results.csv") as tmp:
-        summary.write_csv(tmp)
-    write_text(out / "results.tex", to_latex(summary, metric, caption=f"{metric} (x100); best per dataset in bold."))
-    return summary
+        results.write_csv(tmp)
+    kw = dict(order=order, baseline=baseline, cfg=cfg)
+    write_text(out / "results.tex", "\n".join(metric_table(results, m, **kw) for m in ordered))
+    write_text(out / "main.tex", metric_table(results, metric, label="tab:main", **kw))
+    frames = [pl.read_csv(p) for p in latency_paths]
+    lat = latency_table(pl.concat(frames, how="diagonal_relaxed"), results, metric, order=order) if frames else NO_LATENCY
+    write_text(out / "latency.tex", lat)
+    return results

@@ -39,15 +39,26 @@ rule evaluate:
 
 
 rule tables:
+    # paper tables: long-form CSV (+ p-values), one booktabs table per metric, the main one, and the cost table
     input:
-        [f"{R}/eval/{d}.parquet" for d in eval_datasets()],
+        evals=[f"{R}/eval/{d}.parquet" for d in eval_datasets()],
+        latency=latency_csvs(),  # per (model, method); latency.tex is a comment while there are none
     output:
         csv=f"{R}/tables/results.csv",
         tex=f"{R}/tables/results.tex",
+        main=f"{R}/tables/main.tex",
+        latency=f"{R}/tables/latency.tex",
     params:
         metric=CFG["evaluation"]["main_metric"],
+        metrics=CFG["evaluation"]["metrics"],
+        baseline=CFG["evaluation"]["baseline"],
+        significance=CFG["evaluation"]["significance"],
+        order={"datasets": eval_datasets(), "retrievers": list(CFG["retrievers"]), "models": list(CFG["models"]),
+               "methods": list(CFG["methods"])},
     log:
         log_path("tables", "tables"),
+    benchmark:
+        bench_path("tables", "tables")
     threads: 1
     resources:
         mem_mb=4000,
