@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default grid; --configfile X --replace-workflow-config (and cluster jobs, which get
+# --configfiles without the replace flag) use X alone.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -14,6 +18,7 @@ include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/attention.smk"
 include: "workflow/rules/rerank.smk"
+include: "workflow/rules/latency.smk"
 include: "workflow/rules/evaluate.smk"
 
 

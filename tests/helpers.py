@@ -18,7 +18,8 @@ def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: 
     cfg.write_text(yaml.safe_dump(config))
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-        "--configfile", str(cfg), "--replace-workflow-config", "--cores", "2", *args,
+        "--configfile", str(cfg), "--replace-workflow-config", "--cores", "2",
+        "--workflow-profile", str(REPO / "profiles" / "default"), *args,
     ]
     full_env = {**os.environ, "ATTNRANK_CACHE": str(REPO / ".cache"), **(env or {})}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env)

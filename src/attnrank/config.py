@@ -77,6 +77,13 @@ def _check_references(cfg: dict) -> None:
     for r in cfg["candidates"]["retrievers"]:
         if r not in cfg["retrievers"]:
             raise InputError(f"config key 'candidates.retrievers': unknown retriever {r!r} (defined: {sorted(cfg['retrievers'])})")
+    if "latency" in cfg:
+        lat = cfg["latency"]
+        if lat["dataset"] not in cfg["datasets"] or lat["retriever"] not in cfg["candidates"]["retrievers"]:
+            raise InputError(
+                f"config key 'latency': dataset {lat['dataset']!r} / retriever {lat['retriever']!r} must be a configured "
+                f"dataset and one of candidates.retrievers {cfg['candidates']['retrievers']}"
+            )
     for section in ("detection", "tuning"):
         if section in cfg:
             d, r = cfg[section]["dataset"], cfg[section]["retriever"]

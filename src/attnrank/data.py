@@ -187,8 +187,12 @@ def load(spec: dict, key: str, ir_datasets_home: str | None = None) -> Dataset:
         folder = Path(spec.get("path", f".cache/synthetic/{key}"))
         make_collection(folder, n_docs=spec.get("n_docs", 240), n_queries=spec.get("n_queries", 24), seed=spec.get("seed", 13))
         ds = read_beir(folder, spec.get("split", "test"), key)
+    elif source == "bright":
+        from .bright import read_bright
+
+        ds = read_bright(spec["domain"], key, spec.get("long_documents", False), spec.get("path"))
     else:
-        raise InputError(f"datasets.{key}.source: must be one of beir, irds, synthetic (got {source!r})")
+        raise InputError(f"datasets.{key}.source: must be one of beir, irds, synthetic, bright (got {source!r})")
     return clean(ds, key, spec.get("max_queries"))
 
 

@@ -250,3 +250,29 @@ def plot_tradeoff(df: pl.DataFrame, path: str | os.PathLike, metric: str = "ndcg
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=suffix, bbox_inches="tight", dpi=120)
     plt.close(fig)
+
+
+def benchmark_attention(kind: str, params: dict, artifacts: dict | None, model, tokenizer, candidates: pl.DataFrame,
+                        prompt_cfg: dict | None = None, name: str | None = None, n: int | None = None, seed: int = 0,
+                        warmup: int = 1) -> list[dict]:
+    """``time_method`` for an attention method with real depth truncation: the engine runs only the layers the
+    method needs (``methods.required_depth``) and the method aggregates its scores, per query.
+
+    Rows carry ``forward_passes`` (1: the documents are read once), ``model_calls`` (2: the shared prefix, then the
+    query and the "N/A" suffixes together on its KV cache) and ``layers`` (the truncated depth).
+    """
+    from . import methods
+    from .engine import Scorer, iter_candidates
+
+    n_layers = int(model.config.num_hidden_layers)
+    depth = methods.required_depth(kind, dict(params), artifacts, n_layers) or n_layers
+    scorer = Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=1)
+
+    def one(item) -> dict:
+        qs = scorer.score([item])[0]
+        methods.aggregate(qs, kind, dict(params), artifacts, name=name, n_layers=n_layers)
+        return {"forward_passes": 1, "model_calls": 2, "generated_tokens": 0, "layers": depth,
+                "prompt_tokens": int(qs.n_tokens.sum())}
+
+    items = [(it.qid, it) for it in iter_candidates(candidates)]
+    return time_method(lambda q: one(q[1]), items, n, seed, warmup, next(model.parameters()).device)

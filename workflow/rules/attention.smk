@@ -12,13 +12,19 @@ rule attention_scores:
         batch_size=lambda w: CFG["models"][w.model]["batch_size"],
         dtype=lambda w: CFG["models"][w.model]["dtype"],
         cache_dir=CFG["cache_dir"],
+        code=ENGINE_CODE,
     log:
         log_path("attention_scores", "{model}", "{dataset}", "{retriever}"),
     benchmark:
         bench_path("attention_scores", "{model}", "{dataset}", "{retriever}")
     threads: 2
     resources:
-        mem_mb=32000,
+        # GPU job (sbatch --gpus=[<gpu_model>:]1); a retry after an out-of-memory failure gets more host memory
+        # and a halved batch (scripts read snakemake.resources.batch)
+        gpu=1,
+        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
+        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
+        batch=lambda w, attempt: max(1, CFG["models"][w.model]["batch_size"] // 2 ** (attempt - 1)),
         runtime=720,
     script:
         "../scripts/attention_scores.py"
@@ -36,7 +42,7 @@ rule detection_set:
         log_path("detection_set", "{dataset}", "{retriever}"),
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w, attempt: 8000 * attempt,
         runtime=60,
     script:
         "../scripts/detection_set.py"
@@ -56,13 +62,19 @@ rule detection_scores:
         batch_size=lambda w: CFG["models"][w.model]["batch_size"],
         dtype=lambda w: CFG["models"][w.model]["dtype"],
         cache_dir=CFG["cache_dir"],
+        code=ENGINE_CODE,
     log:
         log_path("detection_scores", "{model}"),
     benchmark:
         bench_path("detection_scores", "{model}")
     threads: 2
     resources:
-        mem_mb=32000,
+        # GPU job (sbatch --gpus=[<gpu_model>:]1); a retry after an out-of-memory failure gets more host memory
+        # and a halved batch (scripts read snakemake.resources.batch)
+        gpu=1,
+        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
+        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
+        batch=lambda w, attempt: max(1, CFG["models"][w.model]["batch_size"] // 2 ** (attempt - 1)),
         runtime=720,
     script:
         "../scripts/attention_scores.py"
@@ -82,7 +94,7 @@ rule head_ranking:
         log_path("head_ranking", "{model}"),
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w, attempt: 8000 * attempt,
         runtime=30,
     script:
         "../scripts/head_ranking.py"
@@ -102,7 +114,7 @@ rule layer_profile:
         log_path("layer_profile", "{model}"),
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w, attempt: 8000 * attempt,
         runtime=30,
     script:
         "../scripts/layer_profile.py"
@@ -116,13 +128,14 @@ rule headrank_train:
         f"{R}/headrank/{{model}}/{{method}}.parquet",
     params:
         spec=lambda w: CFG["methods"][w.method],
+        code=HEADRANK_CODE,
     log:
         log_path("headrank_train", "{model}", "{method}"),
     benchmark:
         bench_path("headrank_train", "{model}", "{method}")
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w, attempt: 8000 * attempt,
         runtime=60,
     script:
         "../scripts/headrank_train.py"
@@ -141,13 +154,14 @@ rule rerank_attention:
         method=one_of(ATTENTION_METHODS),
     params:
         spec=lambda w: CFG["methods"][w.method],
+        code=lambda w: method_code(w.method),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
     benchmark:
         bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w, attempt: 8000 * attempt,
         runtime=30,
     script:
         "../scripts/rerank_attention.py"

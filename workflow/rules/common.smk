@@ -46,7 +46,15 @@ def dataset_runs(dataset):
 def all_outputs():
     out = [f"{R}/tables/results.csv", f"{R}/tables/results.tex"]
     out += [candidates(d, r) for d in eval_datasets() for r in CFG["candidates"]["retrievers"]]
+    if "latency" in CFG and CFG["models"] and CFG["methods"]:
+        out += [f"{R}/latency/latency.csv", f"{R}/latency/tradeoff.png"]
     return out
+
+
+def latency_csvs():
+    if "latency" not in CFG:
+        return []
+    return [f"{R}/latency/{m}/{meth}.csv" for m in CFG["models"] for meth in CFG["methods"]]
 
 
 def log_path(rule, *parts):
@@ -86,6 +94,33 @@ for _m in ATTENTION_METHODS:
             raise attnrank.errors.InputError(
                 f"config key 'methods.{_m}': kind {CFG['methods'][_m]['kind']!r} needs the '{_section}' section"
             )
+
+
+from pathlib import Path as _Path
+
+import attnrank.codehash
+
+_PKG = _Path(attnrank.methods.__file__).parent
+# Code hashes as params (profiles drop 'code' from the rerun triggers): a job reruns when the logic it runs
+# changes, not when a comment or another module changes.
+ENGINE_CODE = attnrank.codehash.file_hash(*(_PKG / f for f in ("engine.py", "prompts.py", "scorecache.py", "scores.py")))
+_TEXT_FILES = ("generation.py", "likelihood.py", "setwise.py", "prompts.py")
+TEXT_CODE = attnrank.codehash.file_hash(*(_PKG / f for f in _TEXT_FILES))
+HEADRANK_CODE = attnrank.codehash.file_hash(_PKG / "headrank.py")
+
+
+import functools
+
+
+@functools.lru_cache(maxsize=None)
+def method_code(name):
+    kind = CFG["methods"][name]["kind"]
+    if kind in attnrank.methods.METHODS:
+        h = attnrank.codehash.function_closure_hash(attnrank.methods.METHODS[kind])
+        if kind == "headrank":
+            h += HEADRANK_CODE
+        return h
+    return TEXT_CODE
 
 
 def one_of(names):

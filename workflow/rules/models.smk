@@ -10,7 +10,7 @@ rule prepare_model:
         bench_path("prepare_model", "{model}")
     threads: 2
     resources:
-        mem_mb=32000,
+        mem_mb=lambda w, attempt: 32000 * attempt,
         runtime=120,
     script:
         "../scripts/prepare_model.py"

@@ -12,13 +12,16 @@ rule rerank_text:
     params:
         spec=lambda w: CFG["methods"][w.method],
         cache_dir=CFG["cache_dir"],
+        code=lambda w: method_code(w.method),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
     benchmark:
         bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
     threads: 2
     resources:
-        mem_mb=32000,
+        gpu=1,  # sbatch --gpus=[<gpu_model>:]1; a retry after an out-of-memory failure gets more host memory
+        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
+        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
         runtime=720,
     script:
         "../scripts/rerank_text.py"

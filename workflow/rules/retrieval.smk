@@ -17,7 +17,7 @@ rule bm25_index:
 
 def retrieve_inputs(w):
     kind = CFG["retrievers"][w.retriever]["kind"]
-    files = {"queries": data_files(w.dataset)["queries"], "corpus": data_files(w.dataset)["corpus"]}
+    files = {**data_files(w.dataset), "meta": f"{R}/data/{w.dataset}/meta.json"}
     if kind == "bm25":
         files["index"] = f"{R}/indexes/{w.dataset}/bm25"
     return files

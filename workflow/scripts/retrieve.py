@@ -1,7 +1,7 @@
 """First-stage retrieval (bm25 or dense) to a TREC run."""
 import polars as pl
 
-from attnrank import io, wiring
+from attnrank import bright, io, wiring
 
 wiring.setup(snakemake.log[0])
 spec = snakemake.params.spec
@@ -15,4 +15,7 @@ else:
 
     encoder = {k: v for k, v in spec.items() if k not in ("kind", "depth")}
     run = dense.run(pl.read_parquet(snakemake.input.corpus), queries, encoder, k=spec["depth"], cache_path=snakemake.params.embeddings)
+excluded = bright.read_excluded(snakemake.input.meta)  # BRIGHT: documents excluded per query (empty elsewhere)
+if excluded.height:
+    run = bright.drop_excluded(run, excluded)
 io.write_trec(run, snakemake.output[0], tag=snakemake.wildcards.retriever, depth=spec["depth"])
