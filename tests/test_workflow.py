@@ -73,6 +73,13 @@ def test_pipeline_writes_tables(run_dir):
         assert any((run_dir / "results" / "logs" / rule).rglob("*.log")), rule
 
 
+def test_report_html(run_dir):
+    snakemake(run_dir, CONFIG, "--report", "report.html")
+    html = (run_dir / "report.html").read_text(errors="replace")
+    for name in ("qr.png", "core.png", "profile.png", "results.csv"):
+        assert name in html, name
+
+
 def test_second_run_schedules_nothing(run_dir):
     proc = snakemake(run_dir, CONFIG, "-n")
     assert scheduled_jobs(proc) == {}, proc.stdout[-2000:]

@@ -86,8 +86,8 @@ rule head_ranking:
         detection=rules.detection_scores.input.candidates,
     output:
         heads=f"{R}/heads/{{model}}/heads.parquet",
-        qr_plot=f"{R}/heads/{{model}}/qr.png",
-        core_plot=f"{R}/heads/{{model}}/core.png",
+        qr_plot=report(f"{R}/heads/{{model}}/qr.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        core_plot=report(f"{R}/heads/{{model}}/core.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
     params:
         temperature=lambda w: CFG["models"][w.model].get("core_temperature", 0.1),
     log:
@@ -106,7 +106,7 @@ rule layer_profile:
         qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
     output:
         profile=f"{R}/layers/{{model}}/profile.parquet",
-        plot=f"{R}/layers/{{model}}/profile.png",
+        plot=report(f"{R}/layers/{{model}}/profile.png", caption="../report/layers.rst", category="Layers", subcategory="{model}"),
     params:
         metric=CFG["evaluation"]["main_metric"],
         cache_dir=CFG["cache_dir"],

@@ -44,7 +44,7 @@ rule tables:
         evals=[f"{R}/eval/{d}.parquet" for d in eval_datasets()],
         latency=latency_csvs(),  # per (model, method); latency.tex is a comment while there are none
     output:
-        csv=f"{R}/tables/results.csv",
+        csv=report(f"{R}/tables/results.csv", caption="../report/tables.rst", category="Tables"),
         tex=f"{R}/tables/results.tex",
         main=f"{R}/tables/main.tex",
         latency=f"{R}/tables/latency.tex",

@@ -37,7 +37,7 @@ rule latency_table:
         results=f"{R}/tables/results.csv",
     output:
         csv=f"{R}/latency/latency.csv",
-        plot=f"{R}/latency/tradeoff.png",
+        plot=report(f"{R}/latency/tradeoff.png", caption="../report/latency.rst", category="Cost"),
     params:
         sample=CFG.get("latency", {}),
         metric=CFG["evaluation"]["main_metric"],
