@@ -54,7 +54,7 @@ def all_outputs():
 def latency_csvs():
     if "latency" not in CFG:
         return []
-    return [f"{R}/latency/{m}/{meth}.csv" for m in CFG["models"] for meth in CFG["methods"]]
+    return [f"{R}/latency/models/{m}.csv" for m in CFG["models"]]
 
 
 def log_path(rule, *parts):
@@ -153,14 +153,18 @@ def engine_depth():
     return int(d)
 
 
-def method_artifacts(w):
+def artifact_files(model, method):
     """Inputs an attention method needs besides the score cache: head ranking, layer profile, HeadRank weights."""
-    needs = attnrank.methods.needs(CFG["methods"][w.method]["kind"])
+    needs = attnrank.methods.needs(CFG["methods"][method]["kind"])
     files = {}
     if "heads" in needs:
-        files["heads"] = f"{R}/heads/{w.model}/heads.parquet"
+        files["heads"] = f"{R}/heads/{model}/heads.parquet"
     if "window" in needs:
-        files["profile"] = f"{R}/layers/{w.model}/profile.parquet"
+        files["profile"] = f"{R}/layers/{model}/profile.parquet"
     if "weights" in needs:
-        files["weights"] = f"{R}/headrank/{w.model}/{w.method}.parquet"
+        files["weights"] = f"{R}/headrank/{model}/{method}.parquet"
     return files
+
+
+def method_artifacts(w):
+    return artifact_files(w.model, w.method)

@@ -1,9 +1,11 @@
-# Cost of every (model, method) on a fixed sample of queries; attention methods run with real truncation.
+# Cost of every method of a model on a fixed sample of queries; attention methods run with real truncation.
+# One job per model: the model is loaded once and every method is timed in the same process and conditions.
 def latency_inputs(w):
     lat = CFG["latency"]
     files = {"candidates": candidates(lat["dataset"], lat["retriever"]), "model": model_dir(w.model)}
-    if FAMILY[w.method] == "attention":
-        files.update(method_artifacts(w))
+    for m in ATTENTION_METHODS:
+        for key, path in artifact_files(w.model, m).items():
+            files[f"{m}__{key}"] = path
     return files
 
 
@@ -11,16 +13,16 @@ rule latency:
     input:
         unpack(latency_inputs),
     output:
-        f"{R}/latency/{{model}}/{{method}}.csv",
+        f"{R}/latency/models/{{model}}.csv",
     params:
-        spec=lambda w: CFG["methods"][w.method],
-        family=lambda w: FAMILY[w.method],
+        methods=CFG["methods"],
+        family=FAMILY,
         prompt=CFG["prompt"],
         sample=CFG.get("latency", {}),
-        code=lambda w: method_code(w.method),
+        code={m: method_code(m) for m in CFG["methods"]},
         cache_dir=CFG["cache_dir"],
     log:
-        log_path("latency", "{model}", "{method}"),
+        log_path("latency", "{model}"),
     threads: 2
     resources:
         gpu=1,

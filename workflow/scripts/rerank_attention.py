@@ -1,9 +1,7 @@
 """Rank candidates by one attention method: an aggregation over the cached score tensor (no forward pass)."""
 from pathlib import Path
 
-import polars as pl
-
-from attnrank import candidates, io, methods, scorecache, wiring
+from attnrank import candidates, io, latency, methods, scorecache, wiring
 
 wiring.setup(snakemake.log[0])
 name, spec = snakemake.wildcards.method, dict(snakemake.params.spec)
@@ -11,18 +9,9 @@ kind = spec["kind"]
 cache = Path(snakemake.input.scores).parent
 manifest = scorecache.read_manifest(cache)
 n_layers = manifest["n_layers_model"]
-artifacts, used = {}, {"method": name, "spec": spec, "score_cache": str(cache), "cache_layers": manifest["n_layers"]}
-if "heads" in snakemake.input.keys():
-    artifacts["heads"] = pl.read_parquet(snakemake.input.heads)
-if "profile" in snakemake.input.keys():
-    from attnrank import layers
-
-    artifacts["window"] = layers.select_window(pl.read_parquet(snakemake.input.profile), spec.get("width", 4), key=f"methods.{name}.width")
-if "weights" in snakemake.input.keys():
-    from attnrank import headrank
-
-    artifacts["weights"] = headrank.load_weights(snakemake.input.weights)
+artifacts = latency.load_artifacts(spec, dict(snakemake.input.items()), name)
 run = methods.rank(scorecache.load_scores(cache), kind, spec, artifacts, name=name, n_layers=n_layers)
+used = {"method": name, "spec": spec, "score_cache": str(cache), "cache_layers": manifest["n_layers"]}
 used.update(methods.describe(kind, spec, artifacts, name=name, n_layers=n_layers))
 full = candidates.merge_with_tail(run, io.read_trec(snakemake.input.run))
 io.write_trec(full, snakemake.output.run, tag=name)
