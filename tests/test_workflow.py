@@ -76,7 +76,7 @@ def test_pipeline_writes_tables(run_dir):
 def test_report_html(run_dir):
     snakemake(run_dir, CONFIG, "--report", "report.html")
     html = (run_dir / "report.html").read_text(errors="replace")
-    for name in ("qr.png", "core.png", "profile.png", "results.csv"):
+    for name in ("qr.png", "core.png", "results.csv"):
         assert name in html, name
 
 
