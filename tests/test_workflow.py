@@ -61,6 +61,8 @@ def test_pipeline_writes_tables(run_dir):
     # heads used are written beside the run, and re-ranked runs keep the first-stage tail below the top-k
     used = json.loads((run_dir / "results/rerank/tiny-llama/tiny/bm25/qr.json").read_text())
     assert len(used["heads"]) == 3
+    sel = used["selectivity"]  # HeadRank's middle-zone figure, written for every attention method
+    assert sel["n_queries"] == 6 and sel["relevant_middle"] + sel["irrelevant_middle"] > 0
     from attnrank import io
 
     rer = io.read_trec(run_dir / "results/rerank/tiny-llama/tiny/bm25/icr.trec")

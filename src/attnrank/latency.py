@@ -277,19 +277,3 @@ def benchmark_attention(kind: str, params: dict, artifacts: dict | None, model, 
     items = [(it.qid, it) for it in iter_candidates(candidates)]
     return time_method(lambda q: one(q[1]), items, n, seed, warmup, next(model.parameters()).device)
 
-
-def load_artifacts(spec: dict, inputs: dict, name: str) -> dict:
-    """The artifacts an attention method aggregates with, from its input files (keys as in the workflow:
-    ``heads`` parquet, layer ``profile`` parquet -> window of ``spec['width']``, HeadRank ``weights``)."""
-    artifacts: dict = {}
-    if "heads" in inputs:
-        artifacts["heads"] = pl.read_parquet(inputs["heads"])
-    if "profile" in inputs:
-        from .layers import select_window
-
-        artifacts["window"] = select_window(pl.read_parquet(inputs["profile"]), spec.get("width", 4), key=f"methods.{name}.width")
-    if "weights" in inputs:
-        from .headrank import load_weights
-
-        artifacts["weights"] = load_weights(inputs["weights"])
-    return artifacts

@@ -397,3 +397,20 @@ def describe(kind: str, params: dict, artifacts: dict | None, name: str | None =
         w, depth, _ = headrank_weights(artifacts["weights"], p)
         out["heads"] = [[int(l), int(h), float(w[l, h])] for l, h in zip(*np.nonzero(w))]
     return out
+
+
+def load_artifacts(spec: dict, inputs: dict, name: str) -> dict:
+    """The artifacts an attention method aggregates with, from its input files (keys as in the workflow:
+    ``heads`` parquet, layer ``profile`` parquet -> window of ``spec['width']``, HeadRank ``weights``)."""
+    artifacts: dict = {}
+    if "heads" in inputs:
+        artifacts["heads"] = pl.read_parquet(inputs["heads"])
+    if "profile" in inputs:
+        from .layers import select_window
+
+        artifacts["window"] = select_window(pl.read_parquet(inputs["profile"]), spec.get("width", 4), key=f"methods.{name}.width")
+    if "weights" in inputs:
+        from .headrank import load_weights
+
+        artifacts["weights"] = load_weights(inputs["weights"])
+    return artifacts

@@ -147,6 +147,7 @@ rule rerank_attention:
         unpack(method_artifacts),
         scores=scores_manifest("{model}", "{dataset}", "{retriever}"),
         run=first_stage_run("{dataset}", "{retriever}"),
+        qrels=data_files("{dataset}")["qrels"],
     output:
         run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}"),
         used=rerank_run("{model}", "{dataset}", "{retriever}", "{method}").replace(".trec", ".json"),

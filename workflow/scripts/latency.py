@@ -1,7 +1,7 @@
 """Time every method of one model on a fixed sample of queries (wall time, passes, tokens, peak memory)."""
 import polars as pl
 
-from attnrank import latency, models, wiring
+from attnrank import latency, methods, models, wiring
 
 log = wiring.setup(snakemake.log[0], snakemake.params.cache_dir)
 sample, model_name = snakemake.params.sample, snakemake.wildcards.model
@@ -14,7 +14,7 @@ for name, spec in snakemake.params.methods.items():
     log.info("timing %s", name)
     if snakemake.params.family[name] == "attention":
         inputs = {k.split("__", 1)[1]: v for k, v in snakemake.input.items() if k.startswith(f"{name}__")}
-        artifacts = latency.load_artifacts(spec, inputs, name)
+        artifacts = methods.load_artifacts(spec, inputs, name)
         rows = latency.benchmark_attention(spec["kind"], spec, artifacts, model, tokenizer, cands, dict(snakemake.params.prompt), name=name, **opts)
     else:
         params = {k: v for k, v in spec.items() if k != "kind"}
