@@ -11,6 +11,7 @@ rule rerank_text:
         method=one_of(TEXT_METHODS),
     params:
         spec=lambda w: CFG["methods"][w.method],
+        doc_max_tokens=CFG["prompt"]["doc_max_tokens"],  # same truncation as the attention prompt, unless overridden
         cache_dir=CFG["cache_dir"],
         code=lambda w: method_code(w.method),
     log:

@@ -18,6 +18,8 @@ for name, spec in snakemake.params.methods.items():
         rows = latency.benchmark_attention(spec["kind"], spec, artifacts, model, tokenizer, cands, dict(snakemake.params.prompt), name=name, **opts)
     else:
         params = {k: v for k, v in spec.items() if k != "kind"}
+        if "max_doc_tokens" not in params and "doc_max_tokens" not in params:
+            params["max_doc_tokens"] = snakemake.params.prompt["doc_max_tokens"]
         rows = latency.benchmark_rerank(spec["kind"], model, tokenizer, cands, params, **opts)
     summaries.append(latency.summarize(rows, model_name, name))
 latency.write_latency_csv(summaries, snakemake.output[0])
