@@ -125,7 +125,7 @@ rule headrank_train:
         scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"]),
         qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
     output:
-        f"{R}/headrank/{{model}}/{{method}}.parquet",
+        f"{R}/headrank/{{model}}/{{method}}.json",
     params:
         spec=lambda w: CFG["methods"][w.method],
         code=HEADRANK_CODE,

@@ -162,7 +162,7 @@ def artifact_files(model, method):
     if "window" in needs:
         files["profile"] = f"{R}/layers/{model}/profile.parquet"
     if "weights" in needs:
-        files["weights"] = f"{R}/headrank/{model}/{method}.parquet"
+        files["weights"] = f"{R}/headrank/{model}/{method}.json"
     return files
 
 
