@@ -25,7 +25,6 @@ from typing import Callable, Iterator
 import numpy as np
 import polars as pl
 
-from .engine import Scorer, iter_candidates
 from .errors import InputError
 from .io import atomic_path, write_json
 from .prompts import PromptConfig
@@ -140,6 +139,7 @@ def compute_cache(
     Resumable: shards already written with the same config hash are kept. ``on_shard(i, path)`` is called after
     each shard is written (tests use it to simulate a kill). Returns ``out_dir``.
     """
+    from .engine import Scorer, iter_candidates  # lazy: reading a cache needs no torch
     from .models import load_model
 
     missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]

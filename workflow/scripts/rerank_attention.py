@@ -3,7 +3,7 @@ from pathlib import Path
 
 import polars as pl
 
-from attnrank import candidates, headrank, io, methods, scorecache, wiring
+from attnrank import candidates, io, methods, scorecache, selectivity, wiring
 
 wiring.setup(snakemake.log[0])
 name, spec = snakemake.wildcards.method, dict(snakemake.params.spec)
@@ -18,7 +18,7 @@ used = {"method": name, "spec": spec, "score_cache": str(cache), "cache_layers":
 used.update(methods.describe(kind, spec, artifacts, name=name, n_layers=n_layers))
 # HeadRank's middle-zone selectivity, for every attention method: share of relevant vs irrelevant documents from
 # the middle of the prompt that reach the top quartile
-used["selectivity"] = headrank.selectivity(
+used["selectivity"] = selectivity.selectivity(
     scores, pl.read_parquet(snakemake.input.qrels),
     lambda s: methods.aggregate(s, kind, spec, artifacts, name=name, n_layers=n_layers),
 )
