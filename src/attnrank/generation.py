@@ -126,13 +126,14 @@ class Frame:
         self.builder = builder
         self.head, self.tail = list(builder.head), list(builder.tail)
         self.chat = len(self.tail) > 0
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, tuple[int, ...]] = {}
 
     def enc(self, text: str) -> list[int]:
-        """Ids of ``text`` alone (no special tokens), memoised."""
+        """Ids of ``text`` alone (no special tokens): a new list on every call (the memo holds immutable tuples,
+        so a caller that extends the result cannot change what the next call returns)."""
         if text not in self._cache:
-            self._cache[text] = list(self.tok.encode(text, add_special_tokens=False)) if text else []
-        return self._cache[text]
+            self._cache[text] = tuple(self.tok.encode(text, add_special_tokens=False)) if text else ()
+        return list(self._cache[text])
 
     def doc(self, text: str) -> list[int]:
         """Truncated document ids, the attention prompt's policy (leading space, first ``max_doc_tokens``)."""

@@ -115,7 +115,7 @@ class PromptBuilder:
         self.cfg = cfg if isinstance(cfg, PromptConfig) else PromptConfig.from_dict(cfg)
         self.max_length = self.cfg.max_length or model_max_length
         self.head, self.tail = self._template_pieces()
-        self._enc_cache: dict[str, list[int]] = {}
+        self._enc_cache: dict[str, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------ pieces
     def encode(self, text: str) -> list[int]:
@@ -125,9 +125,10 @@ class PromptBuilder:
         return list(self.tok.encode(text, add_special_tokens=False))
 
     def _enc(self, text: str) -> list[int]:
+        """Memoised ``encode``: a new list on every call (the memo holds immutable tuples)."""
         if text not in self._enc_cache:
-            self._enc_cache[text] = self.encode(text)
-        return self._enc_cache[text]
+            self._enc_cache[text] = tuple(self.encode(text))
+        return list(self._enc_cache[text])
 
     def _template_pieces(self) -> tuple[list[int], list[int]]:
         tmpl = getattr(self.tok, "chat_template", None)
