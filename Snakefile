@@ -15,6 +15,19 @@ if not workflow.overwrite_configfiles:
 report: "workflow/report/workflow.rst"
 
 
+# A run killed by SIGKILL leaves its lock behind: the next run removes it when it is provably stale (attnrank.wiring)
+import sys
+import attnrank.wiring
+
+if workflow.is_main_process:
+    for _line in attnrank.wiring.release_stale_locks():
+        print(_line, file=sys.stderr)
+
+
+onstart:
+    attnrank.wiring.record_lock_owner(getattr(workflow.persistence, "_lockfile", None))
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/retrieval.smk"

@@ -11,18 +11,16 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
-from tqdm.auto import tqdm
 
 from .data import doc_text
 from .errors import InputError
-from .io import RUN_SCHEMA, rank_run
+from .io import RUN_SCHEMA, atomic_dir, rank_run
 from .java import ensure_java
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +66,11 @@ def build_index(corpus: pl.DataFrame, index_dir: str | os.PathLike, threads: int
     ensure_java()
     from pyserini.index.lucene import LuceneIndexer
 
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".tmp", dir=index_dir.parent))
-    try:
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
+    with atomic_dir(index_dir) as tmp:
         indexer = LuceneIndexer(str(tmp), threads=max(1, int(threads)))
         added = 0
-        with tqdm(total=corpus.height, desc="bm25 index", unit="doc", mininterval=5) as bar:
+        with Progress(corpus.height, "bm25 index", unit="doc", log=log) as bar:
             for chunk in corpus.select("docid", "title", "text").iter_slices(_BATCH):
                 docs = [
                     json.dumps({"id": d, "contents": doc_text(t, x)}, ensure_ascii=False)
@@ -87,17 +83,7 @@ def build_index(corpus: pl.DataFrame, index_dir: str | os.PathLike, threads: int
             log.warning("bm25: Lucene accepted %d of %d documents (the others are empty after parsing)", added, corpus.height)
         meta = {"fingerprint": fingerprint, "n_docs": corpus.height, "seconds": round(time.perf_counter() - t0, 3)}
         (tmp / MARKER).write_text(json.dumps(meta, indent=2) + "\n")
-        old = None
-        if index_dir.exists():  # a stale index: move it aside, then swap
-            old = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".old", dir=index_dir.parent))
-            os.replace(index_dir, old / "index")
-        os.replace(tmp, index_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        log.info("BM25 index of %d docs written to %s in %.1fs", corpus.height, index_dir, meta["seconds"])
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("BM25 index of %d docs written to %s in %.1fs", corpus.height, index_dir, meta["seconds"])
     return index_dir
 
 

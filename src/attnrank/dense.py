@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from tqdm.auto import tqdm
 
 from .bm25 import corpus_fingerprint
 from .data import doc_text
 from .errors import InputError
 from .io import RUN_SCHEMA, atomic_path, rank_run
+from .progress import Progress, progress
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Encoder:
         """Embed ``texts`` in input order; batches are formed from length-sorted texts to limit padding."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         bs = self.spec.batch_size
-        with tqdm(total=len(texts), desc=desc, unit="text", mininterval=5, disable=len(texts) < 2 * bs) as bar:
+        with Progress(len(texts), desc, unit="text", enabled=len(texts) >= 2 * bs) as bar:
             for start in range(0, len(texts), _ENCODE_BLOCK):
                 block = texts[start : start + _ENCODE_BLOCK]
                 ids = self.tokenizer(block, truncation=True, max_length=self.max_length)["input_ids"]
@@ -261,7 +261,7 @@ def topk_inner_product(
     if n >= 2**32:
         raise ValueError("more than 2^32 documents")
     best = torch.zeros((nq, 0), dtype=torch.int64, device=dev)
-    for c0 in tqdm(range(0, n, chunk_size), desc="dense search", unit="chunk", mininterval=5, disable=n <= chunk_size):
+    for c0 in progress(range(0, n, chunk_size), "dense search", unit="chunk", enabled=n > chunk_size):
         chunk = docs[c0 : c0 + chunk_size].to(dev)
         kc = min(kk, chunk.shape[0])
         merged = []

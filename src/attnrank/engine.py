@@ -33,6 +33,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .progress import Progress
 from .prompts import Prompt, PromptBuilder, PromptConfig, model_max_length
 from .scores import QueryScores
 
@@ -266,11 +267,7 @@ class Scorer:
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         done: dict[int, QueryScores] = {}
         nxt = 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(items), desc="attention", unit="q")
+        bar = Progress(len(items), "attention", unit="q", enabled=progress)
         for batch in batches:
             results = self._run_batch([prompts[i] for i in batch])
             for i, (doc_q, doc_na, tok_q, tok_na) in zip(batch, results):
@@ -285,8 +282,7 @@ class Scorer:
                     n_tokens=np.asarray(p.n_tokens, dtype=np.int32),
                 )
                 done[i] = _check_finite(qs)
-            if bar is not None:
-                bar.update(len(batch))
+            bar.update(len(batch))
             if not ordered:
                 for i in batch:
                     yield done.pop(i)
@@ -294,8 +290,7 @@ class Scorer:
                 while nxt in done:
                     yield done.pop(nxt)
                     nxt += 1
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     # ------------------------------------------------------------------ forward passes
     def _seg(self, prompts: list[Prompt], p_len: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ Every generation / likelihood re-ranker has one shape::
     rerank_<name>(model, tokenizer, query, docs: list[(docid, text)], params: dict, stats: Stats)
         -> list[(docid, score)]      # a full permutation of ``docs``; score descending, ties by docid ascending
 
-``rerank_candidates(kind, model_dir, candidates, params)`` runs one of them over a candidates table with tqdm
+``rerank_candidates(kind, model_dir, candidates, params)`` runs one of them over a candidates table with logged
 progress and returns the run (qid, docid, score) and the cost counters. Kinds: ``rankgpt``, ``yesno``, ``qlm``,
 ``setwise`` (see ``RERANKERS``).
 
@@ -33,6 +33,7 @@ import polars as pl
 import torch
 
 from .errors import InputError
+from .progress import progress as progress_lines
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +405,6 @@ def rerank_candidates(
     ``model_dir`` is a prepared model folder (``attnrank.models.load_model``) or an already loaded
     ``(model, tokenizer)`` pair. Returns the run (qid, docid, score; every candidate) and ``Stats.as_dict()``.
     """
-    from tqdm.auto import tqdm
-
     fn = get_reranker(method_kind)
     if isinstance(model_dir, tuple):
         model, tokenizer = model_dir
@@ -418,7 +417,8 @@ def rerank_candidates(
     qids: list[str] = []
     docids: list[str] = []
     scores: list[float] = []
-    for qid, query, docs in tqdm(iter_queries(candidates), desc=f"rerank {method_kind}", unit="q", disable=not progress):
+    n_q = candidates["qid"].n_unique()
+    for qid, query, docs in progress_lines(iter_queries(candidates), f"rerank {method_kind}", total=n_q, unit="q", enabled=progress):
         _sync(dev)
         t0 = time.perf_counter()
         ranked = fn(model, tokenizer, query, docs, params or {}, stats)

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import polars as pl
 import torch
-from tqdm import tqdm
 
 from .errors import InputError
 from .io import write_json
+from .progress import progress
 from .scores import QueryScores
 from .selectivity import _middle_mask, _qrels_map, selectivity  # noqa: F401  (re-exported)
 
@@ -64,7 +64,7 @@ class HeadRankConfig:
         select_mass: cumulative weight mass of the selected heads when ``select == "mass"``.
         select_top_m: number of selected heads when ``select == "top_m"``.
         normalise: per-query per-head normalisation of calibrated scores: "zscore" or "none".
-        progress: show a tqdm bar over steps.
+        progress: log progress lines over steps (``attnrank.progress``).
     """
 
     lr: float = 0.1
@@ -368,7 +368,7 @@ def train(scores: list[QueryScores], qrels: pl.DataFrame, cfg: HeadRankConfig | 
         logits = torch.zeros(n_layers * n_heads, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.Adam([logits], lr=cfg.lr)
         history: list[float] = []
-        for _ in tqdm(range(int(cfg.steps)), desc="headrank", disable=not cfg.progress or os.environ.get("TQDM_DISABLE") == "1"):
+        for _ in progress(range(int(cfg.steps)), "headrank", unit="step", enabled=bool(cfg.progress)):
             opt.zero_grad()
             loss, _ = _objective(logits, batch, cfg)
             loss.backward()

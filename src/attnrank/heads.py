@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from .errors import InputError
 from .io import atomic_path
+from .progress import progress
 from .scores import QueryScores
 
 HEADS_SCHEMA = {
@@ -49,7 +49,7 @@ def score_heads(samples: Iterable[QueryScores], labels: dict[str, str], temperat
         raise InputError(f"heads.temperature: must be a number > 0 (got {temperature!r})")
     qr_sum = core_sum = None
     n = 0
-    for s in tqdm(samples, desc="head scores", unit="sample", mininterval=5):
+    for s in progress(samples, "head scores", unit="sample"):
         if s.qid not in labels:
             raise InputError(f"heads: sample '{s.qid}' has no positive in the labels (wrong detection set?)")
         try:

@@ -1,7 +1,8 @@
 """Atomic file writes and TREC run files.
 
 Every output of the pipeline is written to a temporary file in the same folder and renamed into place, so a
-job killed by the scheduler never leaves a partial file that looks finished.
+job killed by the scheduler never leaves a partial file that looks finished. Files get the mode a plain ``open``
+would give them (``0o666 & ~umask``; folders ``0o777 & ~umask``), not ``mkstemp``'s private 0600.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +18,46 @@ from typing import Iterator
 import polars as pl
 
 from .errors import InputError
+
+
+def umask() -> int:
+    """The process umask (read without changing it where /proc allows; os.umask is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``tempfile`` the mode a plain ``open``/``mkdir`` would (umask respected)."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask())
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success replace ``path`` by it, on failure remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    default_mode(tmp)
+    try:
+        yield tmp
+        if path.exists():  # a stale folder: move it aside, swap, then delete it
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "stale")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -26,6 +68,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    default_mode(tmp)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -137,13 +137,13 @@ def time_method(
     One row per query: qid (the first element of a tuple query), seconds, peak_mem_bytes, mem_kind, device, plus
     the numeric items of a dict the callable returns.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress
 
     sample = sample_queries(queries, n, seed)
     for q in sample[: max(warmup, 0)]:
         callable_per_query(q)
     rows = []
-    for q in tqdm(sample, desc="latency", unit="q"):
+    for q in progress(sample, "latency", unit="q"):
         m = measure(callable_per_query, q, device=device)
         row = {"qid": _label(q), "seconds": m["seconds"], "peak_mem_bytes": m["peak_mem_bytes"],
                "mem_kind": m["mem_kind"], "device": m["device"]}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
+from .progress import progress
 
 from .errors import InputError
 from .io import atomic_path
@@ -61,7 +61,7 @@ def profile_layers(
         raise InputError("layers: none of the profiling queries has qrels (wrong split?)")
     # one ranx call for all layers: query ids are "<qid><SEP><layer>", qrels repeated per layer
     runs = []
-    for s in tqdm(scores, desc="layer scores", unit="query", mininterval=5):
+    for s in progress(scores, "layer scores", unit="query"):
         ls = layer_scores(s, calibration)
         k = len(s.docids)
         runs.append(pl.DataFrame({

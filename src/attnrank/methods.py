@@ -36,9 +36,9 @@ from dataclasses import replace
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from .errors import InputError
+from .progress import progress
 from .scores import QueryScores
 
 Aggregation = Callable[[QueryScores, dict, dict], np.ndarray]
@@ -374,7 +374,7 @@ def rank(scores: list[QueryScores], method_kind: str, params: dict, artifacts: d
     """
     p = validate(method_kind, params, name, n_layers)
     qids, docids, vals = [], [], []
-    for s in tqdm(scores, desc=f"method {p['_name']}", unit="query", mininterval=5):
+    for s in progress(scores, f"method {p['_name']}", unit="query"):
         v = aggregate(s, method_kind, p, artifacts, p["_name"], n_layers)
         qids += [s.qid] * len(s.docids)
         docids += list(s.docids)

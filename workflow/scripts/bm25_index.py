@@ -1,7 +1,15 @@
 """Build the Lucene index of one dataset's corpus."""
-import polars as pl
+from attnrank import wiring
 
-from attnrank import bm25, wiring
 
-wiring.setup(snakemake.log[0])
-bm25.build_index(pl.read_parquet(snakemake.input.corpus), snakemake.output[0], threads=snakemake.threads)
+def main(smk):
+    import polars as pl
+
+    from attnrank import bm25
+
+    corpus = pl.read_parquet(smk.input.corpus)
+    bm25.build_index(corpus, smk.output[0], threads=smk.threads)
+    return {"documents": corpus.height}
+
+
+wiring.run(snakemake, main)

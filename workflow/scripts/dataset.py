@@ -1,11 +1,18 @@
 """Normalise one configured dataset to Parquet (see attnrank.data)."""
 from pathlib import Path
 
-from attnrank import data, wiring
+from attnrank import wiring
 
-wiring.setup(snakemake.log[0])
-spec = dict(snakemake.params.spec)
-if spec["source"] == "synthetic":
-    spec.setdefault("path", str(Path(snakemake.output.meta).parent / "source"))
-ds = data.load(spec, snakemake.wildcards.dataset, snakemake.params.ir_datasets_home)
-data.save(ds, Path(snakemake.output.meta).parent)
+
+def main(smk):
+    from attnrank import data
+
+    spec = dict(smk.params.spec)
+    if spec["source"] == "synthetic":
+        spec.setdefault("path", str(Path(smk.output.meta).parent / "source"))
+    ds = data.load(spec, smk.wildcards.dataset, smk.params.ir_datasets_home)
+    data.save(ds, Path(smk.output.meta).parent)
+    return wiring.counts(ds.notes)  # n_docs, n_queries, n_qrels and what was skipped
+
+
+wiring.run(snakemake, main)

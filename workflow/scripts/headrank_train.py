@@ -1,13 +1,20 @@
 """Train HeadRank head weights on the tuning split's cached attention scores (model frozen)."""
 from pathlib import Path
 
-import polars as pl
+from attnrank import wiring
 
-from attnrank import headrank, scorecache, wiring
 
-wiring.setup(snakemake.log[0])
-params = {k: v for k, v in snakemake.params.spec.items() if k in headrank.HeadRankConfig.__dataclass_fields__}
-result = headrank.train(
-    scorecache.load_scores(Path(snakemake.input.scores).parent), pl.read_parquet(snakemake.input.qrels), headrank.HeadRankConfig(**params)
-)
-headrank.save_weights(result, snakemake.output[0])
+def main(smk):
+    import polars as pl
+
+    from attnrank import headrank, scorecache
+
+    params = {k: v for k, v in smk.params.spec.items() if k in headrank.HeadRankConfig.__dataclass_fields__}
+    result = headrank.train(
+        scorecache.load_scores(Path(smk.input.scores).parent), pl.read_parquet(smk.input.qrels), headrank.HeadRankConfig(**params)
+    )
+    headrank.save_weights(result, smk.output[0])
+    return {"train_queries": len(result.train_qids), "skipped": sum(result.skipped.values()), "selected_heads": len(result.selected), "depth": result.depth}
+
+
+wiring.run(snakemake, main)

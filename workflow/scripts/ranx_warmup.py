@@ -1,6 +1,13 @@
 """Compile ranx's numba kernels into the shared cache once."""
-from attnrank import evaluation, io, wiring
+from attnrank import wiring
 
-wiring.setup(snakemake.log[0], snakemake.params.cache_dir)
-evaluation.warmup()
-io.write_text(snakemake.output[0], "ok\n")
+
+def main(smk):
+    from attnrank import evaluation, io
+
+    evaluation.warmup()
+    io.write_text(smk.output[0], "ok\n")
+    return "ranx kernels compiled"
+
+
+wiring.run(snakemake, main)
