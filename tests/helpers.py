@@ -12,8 +12,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run snakemake with ``config`` (replacing config.yaml) in ``workdir``; return the completed process."""
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None,
+              new_session: bool = False) -> subprocess.CompletedProcess:
+    """Run snakemake with ``config`` (replacing config.yaml) in ``workdir``; return the completed process.
+
+    ``new_session``: snakemake leads its own process group (a test may then SIGKILL the whole run)."""
     cfg = workdir / "config.test.yaml"
     cfg.write_text(yaml.safe_dump(config))
     cmd = [
@@ -22,7 +25,7 @@ def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: 
         "--workflow-profile", str(REPO / "profiles" / "default"), *args,
     ]
     full_env = {**os.environ, "ATTNRANK_CACHE": str(REPO / ".cache"), **(env or {})}
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env, start_new_session=new_session)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

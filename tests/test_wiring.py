@@ -259,3 +259,17 @@ def test_owner_records_of_finished_runs_are_cleaned(tmp_path):
         os.unlink(f)
     assert json.loads(rec.read_text())["pid"] == os.getpid()
     assert wiring.release_stale_locks(tmp_path) == [] and not rec.exists()
+
+
+def test_lock_stays_while_a_job_of_the_killed_run_still_works_in_the_folder(tmp_path):
+    """Killing only snakemake's main process leaves its jobs running: their folder is not unlocked under them."""
+    wiring.record_lock_owner(_locks(tmp_path), tmp_path, pid=_dead_pid())
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", ".snakemake/scripts/tmp.job.py"], cwd=tmp_path)
+    try:
+        msgs = wiring.release_stale_locks(tmp_path)
+    finally:
+        job.kill()
+        job.wait()
+    assert len(msgs) == 1 and f"still work in this folder (pid {job.pid})" in msgs[0], msgs
+    assert len(list((tmp_path / ".snakemake" / "locks").iterdir())) == 2
+    assert "removed 2 stale lock file(s)" in wiring.release_stale_locks(tmp_path)[0]  # once the job is gone

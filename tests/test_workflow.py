@@ -120,20 +120,36 @@ def test_adding_a_model_schedules_only_its_jobs(run_dir):
     }, jobs
 
 
-def test_killed_attention_job_resumes_from_completed_shards(run_dir, tmp_path):
-    """Kill the attention pass after its first shard; the rerun keeps that shard and equals an uninterrupted run."""
+def test_killed_run_resumes_from_completed_shards_with_a_plain_rerun(run_dir, tmp_path):
+    """SIGKILL the whole snakemake run (main process and jobs) after the attention pass's first shard: it leaves
+    its lock and incomplete markers. A plain rerun (default profile, no --unlock, no --rerun-incomplete) removes
+    the stale lock, redoes the incomplete job, keeps the finished shard and equals an uninterrupted run. Then a
+    corrupt input fails its job with the traceback in the job's own log."""
+    import base64
+    import os
+
     from attnrank import scorecache
 
     cfg = with_changes(lambda c: c.update(methods={"icr": {"kind": "icr"}}))
     wd = tmp_path / "killed"
     wd.mkdir()
     target = ["results/scores/tiny-llama/tiny/bm25/manifest.json"]
-    proc = snakemake(wd, cfg, *target, check=False, env={"ATTNRANK_TEST_KILL_AFTER_SHARDS": "1"})
-    assert proc.returncode != 0
+    kill = {"ATTNRANK_TEST_KILL_AFTER_SHARDS": "1", "ATTNRANK_TEST_KILL_WHAT": "run"}
+    proc = snakemake(wd, cfg, *target, check=False, env=kill, new_session=True)
+    assert proc.returncode == -9, (proc.returncode, proc.stderr[-2000:])
     cache = wd / "results/scores/tiny-llama/tiny/bm25"
     assert sorted(p.name for p in cache.glob("shard-*.npz")) == ["shard-00000.npz"]
     assert not (cache / "manifest.json").exists()
-    snakemake(wd, cfg, *target)
+    assert sorted(p.name for p in (wd / ".snakemake/locks").iterdir()) == ["0.input.lock", "0.output.lock"]
+    # a job killed after writing its output but before snakemake recorded it: snakemake's incomplete marker
+    done = "results/data/tiny/meta.json"
+    (wd / ".snakemake/incomplete" / base64.urlsafe_b64encode(done.encode()).decode()).write_text('{"external_jobid": null}')
+    before = os.stat(wd / done).st_mtime_ns
+
+    proc = snakemake(wd, cfg, *target)
+    assert "removed 2 stale lock file(s) left by a killed snakemake run" in proc.stderr
+    assert os.stat(wd / done).st_mtime_ns != before  # the incomplete job was redone, not an IncompleteFilesException
+    assert not list((wd / ".snakemake/locks").iterdir())
     log = (wd / "results/logs/attention_scores/tiny-llama/tiny/bm25.log").read_text()
     assert "1 of 3 shards kept" in log
     resumed = scorecache.load_scores(cache)
@@ -142,6 +158,14 @@ def test_killed_attention_job_resumes_from_completed_shards(run_dir, tmp_path):
     for a, b in zip(resumed, full):
         np.testing.assert_allclose(a.raw, b.raw, rtol=0, atol=1e-6)
         np.testing.assert_allclose(a.masked_prefix, b.masked_prefix, rtol=0, atol=1e-6)
+    assert_logs_end_with_summary(wd, ["dataset", "bm25_index", "retrieve", "candidates", "prepare_model", "attention_scores"])
+
+    (wd / "results/runs/tiny/bm25.trec").write_text("q1 Q0 d1\n")  # corrupt: 3 columns
+    proc = snakemake(wd, cfg, "results/candidates/tiny/bm25.parquet", check=False)
+    assert proc.returncode != 0
+    log = (wd / "results/logs/candidates/tiny/bm25.log").read_text()
+    assert "Traceback (most recent call last)" in log and "read_trec" in log
+    assert "InputError: results/runs/tiny/bm25.trec:1: expected 6 columns" in log
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -153,3 +177,27 @@ def test_bad_config_fails_before_any_job(tmp_path):
     cfg = with_changes(lambda c: c["methods"].update(bad={"kind": "nope"}))
     proc = snakemake(tmp_path, cfg, "-n", check=False)
     assert "config key 'methods.bad.kind': unknown kind 'nope'" in proc.stdout + proc.stderr
+
+
+DONE_LINE = r" INFO attnrank: done: .+ in \d+\.\d s$"
+
+
+def assert_logs_end_with_summary(wd, rules):
+    """Every rule log is non-empty and ends with 'done: <summary> in <s> s'; each of ``rules`` wrote one."""
+    import re
+
+    logs = sorted((wd / "results" / "logs").rglob("*.log"))
+    for log in logs:
+        lines = log.read_text().splitlines()
+        assert lines and re.search(DONE_LINE, lines[-1]), f"{log}: {lines[-1:] or 'empty'}"
+    seen = {p.relative_to(wd / "results" / "logs").parts[0] for p in logs}
+    assert set(rules) <= seen, set(rules) - seen
+
+
+def test_every_rule_log_ends_with_a_summary(run_dir):
+    assert_logs_end_with_summary(run_dir, [
+        "dataset", "bm25_index", "retrieve", "candidates", "prepare_model", "attention_scores", "detection_set",
+        "detection_scores", "head_ranking", "rerank", "ranx_warmup", "evaluate", "tables",
+    ])
+    log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25.log").read_text()
+    assert "attention tiny-llama: 12 q in " in log  # the attention pass logs its progress, not a terminal bar
