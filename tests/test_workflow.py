@@ -149,7 +149,7 @@ def test_killed_run_resumes_from_completed_shards_with_a_plain_rerun(run_dir, tm
     proc = snakemake(wd, cfg, *target)
     assert "removed 2 stale lock file(s) left by a killed snakemake run" in proc.stderr
     assert os.stat(wd / done).st_mtime_ns != before  # the incomplete job was redone, not an IncompleteFilesException
-    assert not list((wd / ".snakemake/locks").iterdir())
+    assert not list((wd / ".snakemake/locks").glob("*"))  # snakemake removed its own lock at the end
     log = (wd / "results/logs/attention_scores/tiny-llama/tiny/bm25.log").read_text()
     assert "1 of 3 shards kept" in log
     resumed = scorecache.load_scores(cache)
