@@ -176,7 +176,10 @@ def test_atomic_dir_respects_the_umask_and_replaces(tmp_path, umask):
     for n in range(2):  # the second run replaces the first folder
         with io.atomic_dir(target) as tmp:
             (tmp / "f").write_text(str(n))
+            (tmp / "sub").mkdir(mode=0o700)
+            os.close(os.open(tmp / "sub" / "private", os.O_CREAT | os.O_WRONLY, 0o600))  # as safetensors does
     assert _mode(target) == 0o777 & ~umask and (target / "f").read_text() == "1"
+    assert _mode(target / "sub") == 0o777 & ~umask and _mode(target / "sub" / "private") == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["index"]
     with pytest.raises(RuntimeError):
         with io.atomic_dir(target) as tmp:

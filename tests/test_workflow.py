@@ -203,3 +203,20 @@ def test_every_rule_log_ends_with_a_summary(run_dir):
     ])
     log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25.log").read_text()
     assert re.search(r"INFO attnrank.scorecache: attention tiny-llama: 6 q in \d+\.\d s \(", log)  # progress as log lines
+
+
+def test_every_output_respects_the_umask(run_dir):
+    """Outputs get the mode a plain open gives (0o666 & ~umask), never mkstemp's 0600: with the usual umask 022
+    every file and folder the pipeline wrote is readable by group and others."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    if mask & 0o044:
+        pytest.skip(f"umask {mask:03o} hides files from the group anyway")
+    paths = [p for p in (run_dir / "results").rglob("*") if not p.is_symlink()]
+    assert len(paths) > 50
+    private = [str(p.relative_to(run_dir)) for p in paths
+               if stat.S_IMODE(p.stat().st_mode) & (0o055 if p.is_dir() else 0o044) != (0o055 if p.is_dir() else 0o044)]
+    assert not private, private[:10]

@@ -41,13 +41,25 @@ def default_mode(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success replace ``path`` by it, on failure remove it."""
+    """Yield a temporary folder beside ``path``; on success replace ``path`` by it, on failure remove it.
+
+    Everything in the folder gets the umask's default mode (executables keep their x bits), whatever the library
+    that wrote it chose."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     default_mode(tmp)
     try:
         yield tmp
+        # libraries writing into the folder may make private files (safetensors writes 0600): normalise them
+        mask = umask()
+        for root, dirs, files in os.walk(tmp):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o777 & ~mask)
+            for name in files:
+                f = os.path.join(root, name)
+                if not os.path.islink(f):
+                    os.chmod(f, (0o777 if os.stat(f).st_mode & 0o100 else 0o666) & ~mask)
         if path.exists():  # a stale folder: move it aside, swap, then delete it
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "stale")
