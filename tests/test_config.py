@@ -258,7 +258,7 @@ def test_yaml_error_names_file_and_line(tmp_path):
     p.write_text("datasets:\n  d: {source: synthetic\nretrievers: {bm25: {kind: bm25}}\n")
     with pytest.raises(InputError) as e:
         config.load(str(p))
-    assert str(e.value) == f"{p}:3:11: not valid YAML (while parsing a flow mapping expected ',' or '}}', but got ':')"
+    assert str(e.value) == f"{p}:3:11: not valid YAML (while parsing a flow mapping started on line 2; expected ',' or '}}', but got ':')"
     assert config.main([str(p)]) == 1
 
 

@@ -262,7 +262,7 @@ def _check_files(cfg: dict) -> None:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML (or JSON) file; InputError ``<file>:<line>:<column>: <problem>`` when it is not valid."""
+    """Parse a YAML (or JSON, a subset) file; InputError ``<file>:<line>:<column>: <problem>`` when it is not valid."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
@@ -272,8 +272,23 @@ def read_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = " ".join(x for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e).splitlines()[0]
-        raise InputError(f"{where}: not valid YAML ({problem})") from None
+        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and cmark is not None and mark is not None and cmark.line != mark.line:
+            context += f" started on line {cmark.line + 1}"
+        problem = "; ".join(x for x in (context, getattr(e, "problem", None)) if x) or str(e).splitlines()[0]
+        kind = "JSON" if str(path).endswith(".json") else "YAML"
+        raise InputError(f"{where}: not valid {kind} ({problem})") from None
+
+
+def read_yaml_or_exit(path: str | Path) -> Any:
+    """``read_yaml`` for the workflow's parse time: ``Error: <file>:<line>:<column>: ...`` and exit 1."""
+    import sys
+
+    try:
+        return read_yaml(path)
+    except InputError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def load(path: str, check_files: bool = True) -> dict:

@@ -47,13 +47,19 @@ def dataset_runs(dataset):
 def all_outputs():
     out = [f"{R}/tables/results.csv", f"{R}/tables/results.tex"]
     out += [candidates(d, r) for d in eval_datasets() for r in CFG["candidates"]["retrievers"]]
-    if "latency" in CFG and CFG["models"] and CFG["methods"]:
+    if with_latency():
         out += [f"{R}/latency/latency.csv", f"{R}/latency/tradeoff.png"]
     return out
 
 
+def with_latency():
+    """The latency benchmark runs when configured and there is something to time (a first-stage-only run,
+    ``methods: {}``, has nothing)."""
+    return "latency" in CFG and bool(CFG["models"]) and bool(CFG["methods"])
+
+
 def latency_csvs():
-    if "latency" not in CFG:
+    if not with_latency():
         return []
     return [f"{R}/latency/models/{m}.csv" for m in CFG["models"]]
 
