@@ -17,6 +17,7 @@ GGUF models, in the job, with the same message.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from importlib import resources
@@ -29,8 +30,19 @@ import yaml
 from .errors import InputError
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("attnrank").joinpath("config.schema.yaml").read_text()
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.load(_schema_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def schema() -> dict:
-    return yaml.safe_load(resources.files("attnrank").joinpath("config.schema.yaml").read_text())
+    """The config's JSON schema (a copy)."""
+    return copy.deepcopy(_schema())
 
 
 def _path(err: jsonschema.ValidationError) -> str:
@@ -76,7 +88,7 @@ def validate(config: dict, check_files: bool = True) -> dict:
     ``check_files``: also check that local dataset folders and files exist (paths relative to the working
     directory, as the workflow resolves them)."""
     cfg = copy.deepcopy(dict(config))
-    sch = schema()
+    sch = _schema()
     validator = jsonschema.Draft202012Validator(sch)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), _path(e)))
     if errors:

@@ -299,7 +299,7 @@ def _headrank_check(p: dict, name: str) -> None:
             raise ParamError(key, why) from None
 
 
-@register("headrank", params={k: Param("any") for k in sorted(HEADRANK_PARAMS)}, needs={"weights"}, check=_headrank_check)
+@register("headrank", params={k: Param("any", null=True) for k in sorted(HEADRANK_PARAMS)}, needs={"weights"}, check=_headrank_check)
 def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
     from . import headrank as hr  # lazy: pulls in torch
