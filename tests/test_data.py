@@ -199,3 +199,12 @@ def test_irds_fractional_grade_is_refused():
         data._grade(0.5, "beir/x", "q1", "d1")
     assert str(e.value) == "ir_datasets 'beir/x': grade 0.5 of query 'q1' document 'd1' is not an integer"
     assert data._grade(2, "beir/x", "q1", "d1") == 2
+
+
+def test_bright_document_without_id_is_refused_not_renamed_none():
+    from attnrank.bright import from_records
+
+    ds = from_records([{"id": "q1", "query": "x", "gold_ids": ["d1"]}], [{"id": "d1", "content": "a"}, {"content": "b"}], key="bio")
+    with pytest.raises(InputError) as e:
+        data.clean(ds, "bio")
+    assert str(e.value) == "dataset 'bio': 1 document id(s) missing or empty"
