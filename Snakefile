@@ -8,6 +8,9 @@ min_version("9.0")
 # config.yaml is the default grid; --configfile X --replace-workflow-config (and cluster jobs, which get
 # --configfiles without the replace flag) use X alone.
 if not workflow.overwrite_configfiles:
+    import attnrank.config
+
+    attnrank.config.read_yaml_or_exit("config.yaml")  # a YAML error names file:line (Snakemake's names neither)
 
     configfile: "config.yaml"
 

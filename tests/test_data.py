@@ -110,3 +110,101 @@ def test_max_queries(tmp_path):
     ds = data.load({"source": "beir", "path": str(root), "split": "test", "max_queries": 2}, "s")
     assert ds.queries.height == 2
     assert set(ds.qrels["qid"]) == set(ds.queries["qid"])
+
+
+# ------------------------------------------------------------------------------------------------ issue 10 point 5
+def _raw_beir(root, corpus: str, queries: str, qrels: str):
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(corpus)
+    (root / "queries.jsonl").write_text(queries)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return root
+
+
+GOOD_CORPUS = '{"_id": "d1", "text": "alpha"}\n{"_id": "d2", "text": "beta"}\n'
+GOOD_QUERIES = '{"_id": "q1", "text": "alpha"}\n'
+GOOD_QRELS = "q1\td1\t1\n"
+
+# name -> (file, its text, the message after "<folder>/<file>:")
+BAD_DATA = {
+    "non-integer grade": ("qrels/test.tsv", "q1\td1\t1\nq1\td2\t0.5\n", "3: grade '0.5' of query 'q1' document 'd2' is not an integer"),
+    "conflicting duplicate judgement": (
+        "qrels/test.tsv", "q1\td1\t1\nq1\td2\t0\nq1\td1\t2\n",
+        "4: query 'q1' document 'd1' judged 2 here but 1 on line 2 (conflicting duplicate)",
+    ),
+    "qrels id with whitespace": ("qrels/test.tsv", "q1\td 1\t1\n", "2: document id 'd 1' contains whitespace"),
+    "qrels empty query id": ("qrels/test.tsv", "\td1\t1\n", "2: query id is missing or empty"),
+    "qrels column count": ("qrels/test.tsv", "q1 d1 1\n", "2: expected 3 tab-separated columns 'query-id corpus-id score', got 1"),
+    "document without _id": ("corpus.jsonl", GOOD_CORPUS + '{"text": "gamma"}\n', "3: '_id' is missing or empty"),
+    "document with empty _id": ("corpus.jsonl", '{"_id": "", "text": "gamma"}\n' + GOOD_CORPUS, "1: '_id' is missing or empty"),
+    "document id with whitespace": ("corpus.jsonl", GOOD_CORPUS + '{"_id": "d 3", "text": "gamma"}\n', "3: '_id' 'd 3' contains whitespace"),
+    "document id with a tab": ("corpus.jsonl", '{"_id": "d3\\t", "text": "gamma"}\n' + GOOD_CORPUS, "1: '_id' 'd3\\t' contains whitespace"),
+    "document id of another type": ("corpus.jsonl", '{"_id": 1.5, "text": "gamma"}\n', "1: '_id' must be a string or an integer, got 1.5"),
+    "document without text": ("corpus.jsonl", GOOD_CORPUS + '{"_id": "d3", "title": "t"}\n', "3: missing field 'text'"),
+    "query id with whitespace": ("queries.jsonl", '{"_id": "q 1", "text": "alpha"}\n', "1: '_id' 'q 1' contains whitespace"),
+    "query without _id": ("queries.jsonl", '{"text": "alpha"}\n', "1: '_id' is missing or empty"),
+    "JSONL syntax error": ("corpus.jsonl", GOOD_CORPUS + '{"_id": "d3", "text": "gamma"\n', "3: not valid JSON (Expecting ',' delimiter at column 30)"),
+    "JSONL line not an object": ("queries.jsonl", GOOD_QUERIES + '["q2", "beta"]\n', "2: expected a JSON object, got list"),
+    "JSONL text not a string": ("corpus.jsonl", '{"_id": "d3", "text": 7}\n', "1: field 'text' must be a string, got int"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_data_is_refused_with_file_and_line(tmp_path, case):
+    name, text, message = BAD_DATA[case]
+    files = {"corpus.jsonl": GOOD_CORPUS, "queries.jsonl": GOOD_QUERIES, "qrels/test.tsv": GOOD_QRELS, name: text}
+    root = _raw_beir(tmp_path / "ds", files["corpus.jsonl"], files["queries.jsonl"], files["qrels/test.tsv"])
+    with pytest.raises(InputError) as e:
+        data.load({"source": "beir", "path": str(root)}, "toy")
+    assert str(e.value) == f"{root / name}:{message}"
+
+
+def test_identical_duplicate_judgements_collapse_with_a_logged_count(tmp_path, caplog):
+    root = _raw_beir(tmp_path / "ds", GOOD_CORPUS, GOOD_QUERIES, "q1\td1\t1\nq1\td1\t1\nq1\td2\t0\n")
+    with caplog.at_level(logging.WARNING):
+        ds = data.load({"source": "beir", "path": str(root)}, "toy")
+    assert ds.qrels.rows() == [("q1", "d1", 1), ("q1", "d2", 0)]
+    assert ds.notes["duplicate_judgements_collapsed"] == 1
+    assert "dataset 'toy': collapsing 1 identical duplicate judgement(s)" in caplog.text
+
+
+def test_integral_float_grade_reads_as_that_integer(tmp_path):
+    root = _raw_beir(tmp_path / "ds", GOOD_CORPUS, GOOD_QUERIES, "q1\td1\t2.0\n")
+    assert data.load({"source": "beir", "path": str(root)}, "toy").qrels["relevance"].to_list() == [2]
+
+
+def _frames(docids=("d1", "d2"), qids=("q1",), qrels=(("q1", "d1", 1),)):
+    return data.Dataset(
+        pl.DataFrame({"docid": list(docids), "title": [""] * len(docids), "text": ["x"] * len(docids)}, schema=data.CORPUS_SCHEMA),
+        pl.DataFrame({"qid": list(qids), "text": ["x"] * len(qids)}, schema=data.QUERIES_SCHEMA),
+        pl.DataFrame(list(qrels), schema=data.QRELS_SCHEMA, orient="row"),
+    )
+
+
+@pytest.mark.parametrize("ds, message", [
+    (_frames(docids=("d1", None)), "dataset 'toy': 1 document id(s) missing or empty"),
+    (_frames(docids=("d1", "d 2")), "dataset 'toy': document id 'd 2' contains whitespace (1 such id(s))"),
+    (_frames(qids=("q1", "")), "dataset 'toy': 1 query id(s) missing or empty"),
+    (_frames(qrels=(("q1", "d1", 1), ("q1", "d1", 2))), "dataset 'toy': query 'q1' document 'd1' has conflicting judgements [1, 2] (1 pair(s) conflict)"),
+])
+def test_sources_without_lines_are_checked_too(ds, message):
+    """ir_datasets / BRIGHT frames have no file lines: the same checks, naming the dataset."""
+    with pytest.raises(InputError) as e:
+        data.clean(ds, "toy")
+    assert str(e.value) == message
+
+
+def test_irds_fractional_grade_is_refused():
+    with pytest.raises(InputError) as e:
+        data._grade(0.5, "beir/x", "q1", "d1")
+    assert str(e.value) == "ir_datasets 'beir/x': grade 0.5 of query 'q1' document 'd1' is not an integer"
+    assert data._grade(2, "beir/x", "q1", "d1") == 2
+
+
+def test_bright_document_without_id_is_refused_not_renamed_none():
+    from attnrank.bright import from_records
+
+    ds = from_records([{"id": "q1", "query": "x", "gold_ids": ["d1"]}], [{"id": "d1", "content": "a"}, {"content": "b"}], key="bio")
+    with pytest.raises(InputError) as e:
+        data.clean(ds, "bio")
+    assert str(e.value) == "dataset 'bio': 1 document id(s) missing or empty"

@@ -134,7 +134,7 @@ def test_rankgpt_repairs_are_applied_and_counted(tiny, monkeypatch):
 
 def test_rankgpt_prompt_lists_every_passage(tiny):
     _, tok = tiny
-    frame = G.Frame(tok, G.resolve_params("rankgpt", {}, G.RANKGPT_DEFAULTS))
+    frame = G.Frame(tok, G.resolve_params("rankgpt", {}))
     text = tok.decode(G.rankgpt_prompt(frame, "planet orbit", ["comet moon", "solar eclipse", "galaxy"]))
     for i in (1, 2, 3):
         assert f"[ {i} ]" in text
@@ -146,7 +146,7 @@ def test_truncation_matches_attention_prompt(tiny):
 
     _, tok = tiny
     long = " ".join(["planet"] * 50)
-    frame = G.Frame(tok, G.resolve_params("rankgpt", {"max_doc_tokens": 7}, G.RANKGPT_DEFAULTS))
+    frame = G.Frame(tok, G.resolve_params("rankgpt", {"max_doc_tokens": 7}))
     assert frame.doc(long) == PromptBuilder(tok, {"doc_max_tokens": 7})._doc_tokens(long)
     assert len(frame.doc(long)) == 7
 
@@ -155,13 +155,13 @@ def test_params_validation(tiny):
     model, tok = tiny
     with pytest.raises(InputError, match="stride"):
         G.rerank_rankgpt(model, tok, "q", _docs(3), {"window": 2, "stride": 3}, G.Stats())
-    with pytest.raises(InputError, match="unknown parameter 'windw'"):
+    with pytest.raises(InputError, match=r"methods.rankgpt.windw: unknown parameter for kind 'rankgpt' \(allowed: "):
         G.rerank_rankgpt(model, tok, "q", _docs(3), {"windw": 2}, G.Stats())
     with pytest.raises(InputError, match="max_doc_tokens"):
         G.rerank_rankgpt(model, tok, "q", _docs(3), {"max_doc_tokens": 0}, G.Stats())
     with pytest.raises(InputError, match="disagree"):
-        G.resolve_params("rankgpt", {"max_doc_tokens": 5, "doc_max_tokens": 6}, G.RANKGPT_DEFAULTS)
-    assert G.resolve_params("rankgpt", {"kind": "rankgpt", "doc_max_tokens": 5}, G.RANKGPT_DEFAULTS)["max_doc_tokens"] == 5
+        G.resolve_params("rankgpt", {"max_doc_tokens": 5, "doc_max_tokens": 6})
+    assert G.resolve_params("rankgpt", {"kind": "rankgpt", "doc_max_tokens": 5})["max_doc_tokens"] == 5
 
 
 # ---------------------------------------------------------------------------------------------------- driver

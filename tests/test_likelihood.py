@@ -40,7 +40,7 @@ def test_yesno_equals_hand_computation(tiny, chat, batch_size, prefix_min):
     params = {"batch_size": batch_size, "prefix_cache_min": prefix_min, "use_chat_template": chat, "max_doc_tokens": 6}
     st = Stats()
     ranked = L.rerank_yesno(model, tok, "planet orbit", DOCS, params, st)
-    frame = Frame(tok, resolve_params("yesno", params, L.LIKELIHOOD_DEFAULTS))
+    frame = Frame(tok, resolve_params("yesno", params))
     yes = tok.encode("Yes" if chat else " Yes", add_special_tokens=False)[0]
     no = tok.encode("No" if chat else " No", add_special_tokens=False)[0]
     assert yes != no
@@ -64,7 +64,7 @@ def test_qlm_equals_hand_computation(tiny, batch_size, prefix_cache):
     st = Stats()
     query = "planet orbit comet"
     ranked = L.rerank_qlm(model, tok, query, DOCS, params, st)
-    frame = Frame(tok, resolve_params("qlm", params, L.LIKELIHOOD_DEFAULTS))
+    frame = Frame(tok, resolve_params("qlm", params))
     q = tok.encode(query, add_special_tokens=False)
     assert len(q) == 3
     hand = {}

@@ -73,7 +73,7 @@ def test_parse_label(text, labels, want):
 
 def test_labels_fall_back_to_numbers_for_the_tiny_tokenizer(tiny):
     _, tok = tiny
-    frame = Frame(tok, resolve_params("setwise", {}, S.SETWISE_DEFAULTS))
+    frame = Frame(tok, resolve_params("setwise", {}))
     assert S.setwise_labels(frame, "auto", 4) == ["1", "2", "3", "4"]  # tiny vocab has no 'b'
     assert S.setwise_labels(frame, "letters", 3) == ["A", "B", "C"]
     with pytest.raises(InputError, match="labels"):
@@ -100,7 +100,7 @@ def test_setwise_likelihood_follows_label_logits(tiny, monkeypatch):
     docs = _docs(3)
     params = {"scorer": "likelihood", "c": 2, "top_k": 1}
     ranked = S.rerank_setwise(model, tok, "planet", docs, params, Stats())
-    frame = Frame(tok, resolve_params("setwise", params, S.SETWISE_DEFAULTS))
+    frame = Frame(tok, resolve_params("setwise", params))
     labels = ["1", "2", "3"]
     ids = S.setwise_prompt(frame, "planet", [t for _, t in docs], labels)
     with torch.no_grad():

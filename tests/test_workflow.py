@@ -220,3 +220,45 @@ def test_every_output_respects_the_umask(run_dir):
     private = [str(p.relative_to(run_dir)) for p in paths
                if stat.S_IMODE(p.stat().st_mode) & (0o055 if p.is_dir() else 0o044) != (0o055 if p.is_dir() else 0o044)]
     assert not private, private[:10]
+def test_bad_config_is_one_line_before_any_job(tmp_path):
+    """A bad method parameter stops the dry run at parse time: one line naming methods.<name>.<key>, no traceback."""
+    cfg = with_changes(lambda c: c["methods"].update(rg20={"kind": "rankgpt", "windw": 20}))
+    proc = snakemake(tmp_path, cfg, "-n", check=False)
+    assert proc.returncode == 1
+    errors = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip() and not l.startswith("Using workflow specific profile")]
+    assert errors == [
+        "Error: config key 'methods.rg20.windw': unknown parameter for kind 'rankgpt' (allowed: max_doc_tokens, "
+        "max_doc_words, max_new_tokens, stride, use_chat_template, window)"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+def test_broken_default_config_yaml_names_file_and_line(tmp_path):
+    """Snakemake's own message for a broken config file names neither file nor line; the default config.yaml is
+    read by attnrank first, so its error does."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    (tmp_path / "config.yaml").write_text("datasets:\n  d: {source: synthetic\nretrievers: {bm25: {kind: bm25}}\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+                           "--cores", "1"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert ("Error: config.yaml:3:11: not valid YAML (while parsing a flow mapping started on line 2; expected ',' "
+            "or '}', but got ':')") in proc.stderr.splitlines()
+
+
+def test_first_stage_only_run(run_dir, tmp_path):
+    """methods: {} is a first-stage-only grid: no model, attention or latency job, tables with first-stage rows."""
+    import shutil
+
+    wd = tmp_path / "wd"
+    shutil.copytree(run_dir, wd, symlinks=True)
+    cfg = with_changes(lambda c: c.update(methods={}, latency={"dataset": "tiny", "retriever": "bm25", "n_queries": 2}))
+    jobs = scheduled_jobs(snakemake(wd, cfg, "-n"))
+    assert set(jobs) <= {"evaluate", "tables", "all"}
+    snakemake(wd, cfg)
+    res = pl.read_csv(wd / "results/tables/results.csv")
+    assert set(res["method"]) == {"bm25", "dense"} and set(res["model"]) == {"-"}
+    assert res.height == 2 * len(CONFIG.get("evaluation", {}).get("metrics", ["ndcg@10", "recall@100", "mrr@10"]))

@@ -32,6 +32,11 @@ DOMAINS = (
 _NA = {"", "N/A", "n/a", None}
 
 
+def _id(v) -> str | None:
+    """An id as a string; None stays None (``attnrank.data.clean`` refuses it) instead of becoming "None"."""
+    return None if v is None else str(v)
+
+
 def from_records(examples: list[dict], documents: list[dict], long_documents: bool = False, key: str = "?"):
     """Build a :class:`attnrank.data.Dataset` from BRIGHT ``examples`` and ``documents`` rows."""
     from .data import CORPUS_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, Dataset
@@ -42,9 +47,9 @@ def from_records(examples: list[dict], documents: list[dict], long_documents: bo
         if missing:
             raise InputError(f"datasets.{key}: BRIGHT examples lack field(s) {sorted(missing)}")
     corpus = pl.DataFrame(
-        [(str(d["id"]), "", d.get("content") or "") for d in documents], schema=CORPUS_SCHEMA, orient="row"
+        [(_id(d.get("id")), "", d.get("content") or "") for d in documents], schema=CORPUS_SCHEMA, orient="row"
     )
-    queries = pl.DataFrame([(str(e["id"]), e["query"] or "") for e in examples], schema=QUERIES_SCHEMA, orient="row")
+    queries = pl.DataFrame([(_id(e["id"]), e["query"] or "") for e in examples], schema=QUERIES_SCHEMA, orient="row")
     qrels = pl.DataFrame(
         [(str(e["id"]), str(g), 1) for e in examples for g in (e[gold_key] or []) if g not in _NA],
         schema=QRELS_SCHEMA, orient="row",

@@ -1,13 +1,27 @@
-"""Loading and validating the workflow configuration against ``config.schema.yaml``.
+"""Loading and validating the workflow configuration: everything that can be checked before a job runs.
 
-Errors are one line naming the offending key (``datasets.scifact.sorce: unknown key``); defaults declared in
-the schema are filled in so that the rest of the code never guesses them.
+``validate`` checks the schema (``config.schema.yaml``: key names, types, ``models`` keys per source), then what
+a schema cannot say: every method's parameters, names and values, with the same declarations the methods run
+with (``attnrank.params``; attention kinds in ``attnrank.methods``), the metrics ranx computes, ``main_metric``
+and ``baseline``, cross-references between sections, and that local dataset folders and files exist. The
+workflow calls it once at parse time (``workflow/rules/common.smk``), so a bad config fails before any job.
+
+Errors are one line naming the offending key (``config key 'datasets.scifact.sorce': unknown key ...``); defaults
+declared in the schema are filled in so that the rest of the code never guesses them.
+
+What is not known at planning time is checked where it becomes known: a method's ``max_layer`` / ``prune``
+against the model's layer count only for models whose count is readable now (``tiny``, ``local``); for hub and
+GGUF models, in the job, with the same message.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import re
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,8 +30,19 @@ import yaml
 from .errors import InputError
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("attnrank").joinpath("config.schema.yaml").read_text()
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.load(_schema_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def schema() -> dict:
-    return yaml.safe_load(resources.files("attnrank").joinpath("config.schema.yaml").read_text())
+    """The config's JSON schema (a copy)."""
+    return copy.deepcopy(_schema())
 
 
 def _path(err: jsonschema.ValidationError) -> str:
@@ -30,7 +55,9 @@ def _message(err: jsonschema.ValidationError) -> str:
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
         key = f"{where}.{extra[0]}" if where != "<root>" else extra[0]
-        return f"config key '{key}': unknown key (allowed here: {allowed})"
+        src = err.instance.get("source") if isinstance(err.instance, dict) and where.startswith("models.") else None
+        what = f"unknown key for source {src!r}" if src else "unknown key"
+        return f"config key '{key}': {what} (allowed here: {allowed})"
     if err.validator == "required":
         return f"config key '{where}': {err.message}"
     if err.validator == "enum":
@@ -55,10 +82,13 @@ def _fill_defaults(node: Any, sch: dict) -> None:
                 _fill_defaults(value, extra)
 
 
-def validate(config: dict) -> dict:
-    """Return a validated copy of ``config`` with schema defaults filled in; InputError on the first problem."""
+def validate(config: dict, check_files: bool = True) -> dict:
+    """Return a validated copy of ``config`` with schema defaults filled in; InputError on the first problem.
+
+    ``check_files``: also check that local dataset folders and files exist (paths relative to the working
+    directory, as the workflow resolves them)."""
     cfg = copy.deepcopy(dict(config))
-    sch = schema()
+    sch = _schema()
     validator = jsonschema.Draft202012Validator(sch)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), _path(e)))
     if errors:
@@ -67,7 +97,24 @@ def validate(config: dict) -> dict:
         raise InputError(_message(best))
     _fill_defaults(cfg, sch)
     _check_references(cfg)
+    _check_evaluation(cfg)
+    method_families(cfg)
+    _check_method_layers(cfg)
+    if check_files:
+        _check_files(cfg)
     return cfg
+
+
+def validate_or_exit(config: dict) -> dict:
+    """``validate`` for the workflow's parse time: a bad config prints ``Error: <one line>`` and exits 1, with
+    no traceback (Snakemake would print its own frames under an exception)."""
+    import sys
+
+    try:
+        return validate(config)
+    except InputError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _check_references(cfg: dict) -> None:
@@ -97,12 +144,197 @@ def _check_references(cfg: dict) -> None:
         raise InputError("config key 'methods': methods are configured but 'models' is empty")
 
 
-def load(path: str) -> dict:
+# ------------------------------------------------------------------------------------------------ evaluation
+# The metric names ranx evaluates (ranx.metrics.metric_switch; a test keeps this in sync with the installed
+# ranx). Written ``name`` or ``name@k``; rbp (``rbp.95``) and relevance levels (``-l2``) are not offered.
+RANX_METRICS = (
+    "hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "dcg", "dcg_burges", "ndcg",
+    "ndcg_burges", "bpref",
+)
+_METRIC = re.compile(r"^(?P<name>[a-z][a-z0-9_-]*)(@(?P<k>[1-9][0-9]*))?$")
+
+
+def check_metric(metric: str, where: str) -> None:
+    """InputError naming ``where`` unless ranx computes ``metric`` (``ndcg@10``, ``map``, ``recall@100``)."""
+    m = _METRIC.match(metric) if isinstance(metric, str) else None
+    if not m or m["name"] not in RANX_METRICS:
+        raise InputError(
+            f"config key '{where}': {metric!r} is not a metric ranx computes (write name or name@k with name one of "
+            f"{', '.join(RANX_METRICS)})"
+        )
+
+
+def _check_evaluation(cfg: dict) -> None:
+    ev = cfg["evaluation"]
+    for i, m in enumerate(ev["metrics"]):
+        check_metric(m, f"evaluation.metrics[{i}]")
+    if ev["main_metric"] not in ev["metrics"]:
+        raise InputError(f"config key 'evaluation.main_metric': {ev['main_metric']!r} is not one of evaluation.metrics {ev['metrics']}")
+    base = ev["baseline"]
+    if base != "first_stage" and base not in cfg["retrievers"] and base not in cfg["methods"]:
+        raise InputError(
+            f"config key 'evaluation.baseline': {base!r} names no run (first_stage, a retriever: {sorted(cfg['retrievers'])}, "
+            f"or a method: {sorted(cfg['methods'])})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ methods
+def _config_error(e: InputError) -> InputError:
+    from .params import ParamError
+
+    if isinstance(e, ParamError):
+        return InputError(f"config key '{e.key}': {e.why}")
+    return e
+
+
+def method_families(cfg: dict) -> dict[str, str]:
+    """{method name: "attention" | "text"} after checking each method's kind, parameters (names and values) and
+    the sections its artifacts need; InputError naming ``methods.<name>.<key>``."""
+    from . import methods
+    from .params import TEXT_KINDS, resolve_text
+
+    out = {}
+    for name, spec in cfg["methods"].items():
+        kind = spec["kind"]
+        try:
+            if kind in methods.METHODS:
+                methods.validate(kind, dict(spec), name)
+                out[name] = "attention"
+            elif kind in TEXT_KINDS:
+                resolve_text(kind, dict(spec), name)
+                out[name] = "text"
+            else:
+                raise InputError(
+                    f"config key 'methods.{name}.kind': unknown kind {kind!r} (attention: {sorted(methods.METHODS)}; text: {list(TEXT_KINDS)})"
+                )
+        except InputError as e:
+            raise _config_error(e) from None
+        if out[name] == "attention":
+            for need, section in (("heads", "detection"), ("window", "tuning"), ("weights", "tuning")):
+                if need in methods.needs(kind) and section not in cfg:
+                    raise InputError(f"config key 'methods.{name}': kind {kind!r} needs the '{section}' section")
+    return out
+
+
+# build_tiny_model's default layer count (a test keeps it in sync; models.py imports torch)
+TINY_DEFAULT_LAYERS = 3
+
+
+def planned_layers(spec: dict) -> int | None:
+    """A model's layer count if it can be known before the model is prepared: ``tiny`` (its ``n_layers``) and
+    ``local`` folders (their config.json); None for hub and GGUF models."""
+    if spec.get("source") == "tiny":
+        return int(spec.get("n_layers", TINY_DEFAULT_LAYERS))
+    if spec.get("source") == "local":
+        try:
+            c = json.loads((Path(spec["path"]) / "config.json").read_text())
+        except (OSError, ValueError, KeyError):
+            return None
+        n = c.get("num_hidden_layers", (c.get("text_config") or {}).get("num_hidden_layers"))
+        return n if isinstance(n, int) else None
+    return None
+
+
+def _check_method_layers(cfg: dict) -> None:
+    from . import methods
+
+    for model, mspec in cfg["models"].items():
+        n = planned_layers(mspec)
+        if n is None:
+            continue
+        for name, spec in cfg["methods"].items():
+            if spec["kind"] in methods.METHODS and (spec.get("max_layer") is not None or spec.get("prune") is not None):
+                try:
+                    methods.validate(spec["kind"], dict(spec), name, n_layers=n)
+                except InputError as e:
+                    e = _config_error(e)
+                    raise InputError(f"{e} (model '{model}')") from None
+
+
+# ------------------------------------------------------------------------------------------------ files
+def _check_files(cfg: dict) -> None:
+    for key, spec in cfg["datasets"].items():
+        where = f"config key 'datasets.{key}.path'"
+        if spec["source"] == "beir":
+            root = Path(spec["path"])
+            if not root.is_dir():
+                raise InputError(f"{where}: folder '{root}' not found (relative paths start at {Path.cwd()})")
+            for f in ("corpus.jsonl", "queries.jsonl", f"qrels/{spec['split']}.tsv"):
+                if not (root / f).is_file():
+                    have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if f.startswith("qrels/") else None
+                    extra = f" (qrels splits there: {have or 'none'})" if have is not None else ""
+                    raise InputError(f"{where}: '{root / f}' not found{extra}")
+        elif spec["source"] == "bright" and spec.get("path") and not Path(spec["path"]).exists():
+            raise InputError(f"{where}: '{spec['path']}' not found (relative paths start at {Path.cwd()})")
+    for model, spec in cfg["models"].items():
+        if spec["source"] == "local" and not (Path(spec["path"]) / "config.json").is_file():
+            raise InputError(f"config key 'models.{model}.path': '{spec['path']}' is not a model folder (no config.json)")
+        if spec["source"] == "gguf" and not Path(spec["path"]).is_file():
+            raise InputError(f"config key 'models.{model}.path': GGUF file '{spec['path']}' not found")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML (or JSON, a subset) file; InputError ``<file>:<line>:<column>: <problem>`` when it is not valid."""
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+        text = Path(path).read_text()
     except FileNotFoundError:
-        raise InputError(f"{path}: config file not found") from None
+        raise InputError(f"{path}: file not found") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return validate(raw)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and cmark is not None and mark is not None and cmark.line != mark.line:
+            context += f" started on line {cmark.line + 1}"
+        problem = "; ".join(x for x in (context, getattr(e, "problem", None)) if x) or str(e).splitlines()[0]
+        kind = "JSON" if str(path).endswith(".json") else "YAML"
+        raise InputError(f"{where}: not valid {kind} ({problem})") from None
+
+
+def read_yaml_or_exit(path: str | Path) -> Any:
+    """``read_yaml`` for the workflow's parse time: ``Error: <file>:<line>:<column>: ...`` and exit 1."""
+    import sys
+
+    try:
+        return read_yaml(path)
+    except InputError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def load(path: str, check_files: bool = True) -> dict:
+    """Read and validate a config file (see ``validate``)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: config file not found")
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a config file must be a mapping of keys at the top level")
+    return validate(raw, check_files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m attnrank.config FILE...``: check config files (YAML syntax with file:line, then everything
+    ``validate`` checks), as the workflow would before any job. Snakemake's own message for a broken
+    ``--configfile`` names neither file nor line; this does."""
+    import sys
+
+    files = sys.argv[1:] if argv is None else argv
+    if not files:
+        print("usage: python -m attnrank.config CONFIG.yaml [...]", file=sys.stderr)
+        return 2
+    rc = 0
+    for f in files:
+        try:
+            load(f)
+            print(f"{f}: ok")
+        except InputError as e:
+            print(f"{f}: error: {e}" if not str(e).startswith(str(f)) else f"error: {e}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

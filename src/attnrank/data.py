@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from .errors import InputError
-from .io import write_json, write_parquet
+from .io import read_jsonl, read_qrels_tsv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -40,45 +40,29 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------------------------------------- readers
-def _read_jsonl(path: Path, key: str) -> pl.DataFrame:
+def _need(path: Path, key: str) -> Path:
     if not path.exists():
         raise InputError(f"{path}: file not found (dataset '{key}' needs corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
-    try:
-        return pl.read_ndjson(path, infer_schema_length=None)
-    except Exception as e:  # polars' message is long; keep the first line
-        raise InputError(f"{path}: not valid JSON lines ({str(e).splitlines()[0]})") from None
+    return path
 
 
 def read_beir(path: str | os.PathLike, split: str, key: str = "?") -> Dataset:
-    """Read a local BEIR folder: ``corpus.jsonl`` (_id, title, text), ``queries.jsonl`` (_id, text), ``qrels/<split>.tsv``."""
+    """Read a local BEIR folder: ``corpus.jsonl`` (_id, title, text), ``queries.jsonl`` (_id, text), ``qrels/<split>.tsv``.
+
+    Nothing is changed silently: bad JSON, missing/empty/whitespace ids, non-integer grades and conflicting
+    duplicate judgements raise InputError naming ``file:line`` (``attnrank.io.read_jsonl`` / ``read_qrels_tsv``).
+    """
     root = Path(path)
     if not root.is_dir():
         raise InputError(f"datasets.{key}.path: folder '{root}' not found")
-    corpus = _read_jsonl(root / "corpus.jsonl", key)
-    for col in ("_id", "text"):
-        if col not in corpus.columns:
-            raise InputError(f"{root / 'corpus.jsonl'}: missing field '{col}'")
-    if "title" not in corpus.columns:
-        corpus = corpus.with_columns(title=pl.lit(""))
-    corpus = corpus.select(
-        docid=pl.col("_id").cast(pl.String),
-        title=pl.col("title").cast(pl.String).fill_null(""),
-        text=pl.col("text").cast(pl.String).fill_null(""),
-    )
-    queries = _read_jsonl(root / "queries.jsonl", key)
-    for col in ("_id", "text"):
-        if col not in queries.columns:
-            raise InputError(f"{root / 'queries.jsonl'}: missing field '{col}'")
-    queries = queries.select(qid=pl.col("_id").cast(pl.String), text=pl.col("text").cast(pl.String).fill_null(""))
+    corpus = read_jsonl(_need(root / "corpus.jsonl", key), "_id", ("text", "title"))
+    corpus = corpus.select(docid="_id", title="title", text="text")
+    queries = read_jsonl(_need(root / "queries.jsonl", key), "_id", ("text",)).select(qid="_id", text="text")
     qrels_path = root / "qrels" / f"{split}.tsv"
     if not qrels_path.exists():
         have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
         raise InputError(f"{qrels_path}: qrels for split '{split}' not found (available: {have or 'none'})")
-    qrels = pl.read_csv(qrels_path, separator="\t", schema_overrides={"query-id": pl.String, "corpus-id": pl.String})
-    for col in ("query-id", "corpus-id", "score"):
-        if col not in qrels.columns:
-            raise InputError(f"{qrels_path}: missing column '{col}' (header must be 'query-id corpus-id score')")
-    qrels = qrels.select(qid="query-id", docid="corpus-id", relevance=pl.col("score").cast(pl.Int32))
+    qrels = read_qrels_tsv(qrels_path).select("qid", "docid", "relevance")
     return Dataset(corpus, queries, qrels, {"source": f"beir:{root}", "split": split})
 
 
@@ -95,7 +79,9 @@ def read_irds(dataset_id: str, key: str = "?", home: str | None = None) -> Datas
     try:
         docs = [(d.doc_id, getattr(d, "title", "") or "", _doc_text(d)) for d in ds.docs_iter()]
         queries = [(q.query_id, _query_text(q)) for q in ds.queries_iter()]
-        qrels = [(r.query_id, r.doc_id, int(r.relevance)) for r in ds.qrels_iter()]
+        qrels = [(r.query_id, r.doc_id, _grade(r.relevance, dataset_id, r.query_id, r.doc_id)) for r in ds.qrels_iter()]
+    except InputError:
+        raise
     except Exception as e:
         raise InputError(
             f"datasets.{key}: cannot load ir_datasets '{dataset_id}' ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
@@ -107,6 +93,12 @@ def read_irds(dataset_id: str, key: str = "?", home: str | None = None) -> Datas
         pl.DataFrame(qrels, schema=QRELS_SCHEMA, orient="row"),
         {"source": f"irds:{dataset_id}"},
     )
+
+
+def _grade(value, dataset_id: str, qid: str, docid: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        raise InputError(f"ir_datasets '{dataset_id}': grade {value!r} of query {qid!r} document {docid!r} is not an integer")
+    return int(value)
 
 
 def _doc_text(d) -> str:
@@ -124,10 +116,24 @@ def _query_text(q) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- checks
+def _check_ids(df: pl.DataFrame, col: str, key: str, what: str) -> None:
+    """Missing, empty or whitespace-holding ids are errors (file:line is named by the readers that have lines)."""
+    empty = df.filter(pl.col(col).is_null() | (pl.col(col) == "")).height
+    if empty:
+        raise InputError(f"dataset '{key}': {empty} {what}(s) missing or empty")
+    ws = df.filter(pl.col(col).str.contains(r"\s"))[col]
+    if ws.len():
+        raise InputError(f"dataset '{key}': {what} {ws[0]!r} contains whitespace ({ws.len()} such id(s))")
+
+
 def clean(ds: Dataset, key: str, max_queries: int | None = None) -> Dataset:
-    """Validate and normalise: duplicate doc ids are an error; empty documents, empty or unjudged queries and
-    judgements of unknown queries are dropped with a logged warning (counted in ``notes``)."""
+    """Validate and normalise: duplicate doc ids, missing/empty/whitespace ids and conflicting duplicate
+    judgements are errors; identical duplicate judgements are collapsed, empty documents, empty or unjudged
+    queries and judgements of unknown queries dropped, each with a logged warning (counted in ``notes``)."""
     notes = dict(ds.notes)
+    for df, col, what in ((ds.corpus, "docid", "document id"), (ds.queries, "qid", "query id"),
+                          (ds.qrels, "qid", "qrels query id"), (ds.qrels, "docid", "qrels document id")):
+        _check_ids(df, col, key, what)
     dup = ds.corpus.group_by("docid").len().filter(pl.col("len") > 1)
     if dup.height:
         ex = sorted(dup["docid"].to_list())[:3]
@@ -143,7 +149,16 @@ def clean(ds: Dataset, key: str, max_queries: int | None = None) -> Dataset:
         corpus = corpus.filter(~pl.col("docid").is_in(empty["docid"].implode()))
     notes["empty_documents_dropped"] = empty["docid"].to_list()
 
+    conflict = ds.qrels.group_by("qid", "docid").agg(pl.col("relevance").unique().sort()).filter(pl.col("relevance").list.len() > 1)
+    if conflict.height:
+        q, d, g = conflict.sort("qid", "docid").row(0)
+        raise InputError(
+            f"dataset '{key}': query {q!r} document {d!r} has conflicting judgements {g} ({conflict.height} pair(s) conflict)"
+        )
     qrels = ds.qrels.unique(["qid", "docid"], keep="first", maintain_order=True)
+    if qrels.height < ds.qrels.height:
+        log.warning("dataset '%s': collapsing %d identical duplicate judgement(s)", key, ds.qrels.height - qrels.height)
+    notes["duplicate_judgements_collapsed"] = ds.qrels.height - qrels.height
     queries = ds.queries
     empty_q = queries.filter(pl.col("text").str.strip_chars() == "")
     if empty_q.height:

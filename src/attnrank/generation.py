@@ -34,17 +34,12 @@ import torch
 
 from .errors import InputError
 from .progress import progress as progress_lines
+from .params import TEXT_KINDS, resolve_text
 
 log = logging.getLogger(__name__)
 
 Doc = tuple[str, str]
 Ranked = list[tuple[str, float]]
-
-# Keys shared by every method; "kind"/"name" are the config entry's own keys and are ignored.
-COMMON_PARAMS = {"max_doc_tokens": 300, "max_doc_words": None, "use_chat_template": True}
-IGNORED_PARAMS = {"kind", "name"}
-_ALIASES = {"doc_max_tokens": "max_doc_tokens", "doc_max_words": "max_doc_words"}
-
 
 # ---------------------------------------------------------------------------------------------------- stats
 @dataclass
@@ -84,31 +79,10 @@ class Stats:
 
 
 # ---------------------------------------------------------------------------------------------------- params
-def resolve_params(kind: str, params: dict | None, defaults: dict) -> dict:
-    """Merge ``params`` over common + method ``defaults``; unknown keys raise InputError naming the method."""
-    allowed = {**COMMON_PARAMS, **defaults}
-    out = dict(allowed)
-    for key, value in (params or {}).items():
-        if key in IGNORED_PARAMS:
-            continue
-        canon = _ALIASES.get(key, key)
-        if canon not in allowed:
-            raise InputError(f"methods.{kind}: unknown parameter '{key}'; allowed: {sorted(allowed)}")
-        if canon != key and canon in (params or {}) and params[canon] != value:
-            raise InputError(f"methods.{kind}: '{key}' and '{canon}' disagree ({value!r} vs {params[canon]!r})")
-        out[canon] = value
-    for key in ("max_doc_tokens", "max_doc_words"):
-        v = out[key]
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise InputError(f"methods.{kind}.{key}: expected a positive integer or null, got {v!r}")
-    return out
-
-
-def positive_int(kind: str, params: dict, key: str, minimum: int = 1) -> int:
-    v = params[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise InputError(f"methods.{kind}.{key}: expected an integer >= {minimum}, got {v!r}")
-    return v
+def resolve_params(kind: str, params: dict | None) -> dict:
+    """A text method's parameters checked against its one declaration (``attnrank.params.TEXT_KINDS``), defaults
+    filled; errors name ``methods.<name>.<key>`` (the name from ``params['_name']`` or ``name``, else the kind)."""
+    return resolve_text(kind, params)
 
 
 # ---------------------------------------------------------------------------------------------------- prompt frame
@@ -267,9 +241,6 @@ def parse_permutation(text: str, n: int) -> ParsedPermutation:
 
 
 # ---------------------------------------------------------------------------------------------------- RankGPT
-RANKGPT_DEFAULTS = {"window": 20, "stride": 10, "max_new_tokens": None}
-
-
 def sliding_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     """RankGPT's windows ``[start, end)`` from the bottom of the list to the top; the last one starts at 0.
 
@@ -321,11 +292,8 @@ def rankgpt_prompt(frame: Frame, query: str, texts: list[str]) -> list[int]:
 
 def rerank_rankgpt(model, tokenizer, query: str, docs: list[Doc], params: dict, stats: Stats) -> Ranked:
     """RankGPT sliding-window listwise re-ranking with greedy decoding; see the module docstring."""
-    p = resolve_params("rankgpt", params, RANKGPT_DEFAULTS)
-    window = positive_int("rankgpt", p, "window", 1)
-    stride = positive_int("rankgpt", p, "stride", 1)
-    if stride > window:
-        raise InputError(f"methods.rankgpt.stride: {stride} is larger than window {window} (documents would be skipped)")
+    p = resolve_params("rankgpt", params)
+    window, stride = p["window"], p["stride"]
     if len(docs) <= 1:
         return sort_ranked(rank_by_order(docs, list(range(len(docs)))))
     frame = Frame(tokenizer, p)
@@ -333,7 +301,7 @@ def rerank_rankgpt(model, tokenizer, query: str, docs: list[Doc], params: dict, 
     def rank_window(idx: list[int]) -> list[int]:
         m = len(idx)
         if p["max_new_tokens"] is not None:
-            budget = positive_int("rankgpt", p, "max_new_tokens", 1)
+            budget = p["max_new_tokens"]
         else:  # room for "[1] > [2] > ... [m]" plus a little
             budget = sum(len(frame.enc(f"[{i}] > ")) for i in range(1, m + 1)) + 8
         answer = greedy_generate(model, tokenizer, rankgpt_prompt(frame, query, [docs[j][1] for j in idx]), budget, stats)
@@ -357,7 +325,7 @@ def _registry() -> dict[str, Callable]:
     return {"rankgpt": rerank_rankgpt, "yesno": rerank_yesno, "qlm": rerank_qlm, "setwise": rerank_setwise}
 
 
-RERANKER_KINDS = ("rankgpt", "yesno", "qlm", "setwise")
+RERANKER_KINDS = tuple(TEXT_KINDS)
 
 
 def get_reranker(kind: str) -> Callable:
@@ -399,13 +367,16 @@ def rerank_candidates(
     params: dict | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    name: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Re-rank every query of ``candidates`` with one method kind.
 
     ``model_dir`` is a prepared model folder (``attnrank.models.load_model``) or an already loaded
     ``(model, tokenizer)`` pair. Returns the run (qid, docid, score; every candidate) and ``Stats.as_dict()``.
+    Parameters are checked before the model loads; errors name ``methods.<name>.<key>``.
     """
     fn = get_reranker(method_kind)
+    params = resolve_params(method_kind, {**(params or {}), "_name": name or method_kind})
     if isinstance(model_dir, tuple):
         model, tokenizer = model_dir
     else:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -141,11 +142,106 @@ def read_trec(path: str | os.PathLike) -> pl.DataFrame:
                 continue
             if len(parts) != 6:
                 raise InputError(f"{path}:{n}: expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+            try:
+                r, s = int(parts[3]), float(parts[4])
+            except ValueError:
+                raise InputError(f"{path}:{n}: rank {parts[3]!r} / score {parts[4]!r} are not numbers") from None
             rows_q.append(parts[0])
             rows_d.append(parts[2])
-            rows_r.append(int(parts[3]))
-            rows_s.append(float(parts[4]))
+            rows_r.append(r)
+            rows_s.append(s)
     return pl.DataFrame(
         {"qid": rows_q, "docid": rows_d, "rank": rows_r, "score": rows_s},
         schema={"qid": pl.String, "docid": pl.String, "rank": pl.Int32, "score": pl.Float64},
     )
+
+
+# ---------------------------------------------------------------------------------------------------- input readers
+_WS = re.compile(r"\s")
+
+
+def check_id(value, where: str, what: str) -> str:
+    """An identifier as a string; InputError naming ``where`` (``file:line``) when it is missing, empty, not a
+    string or integer, or holds whitespace (TREC files separate columns by whitespace)."""
+    if value is None or (isinstance(value, str) and value == ""):
+        raise InputError(f"{where}: {what} is missing or empty")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"{where}: {what} must be a string or an integer, got {value!r}")
+    value = str(value)
+    if _WS.search(value):
+        raise InputError(f"{where}: {what} {value!r} contains whitespace")
+    return value
+
+
+def read_jsonl(path: str | os.PathLike, id_field: str, fields: tuple[str, ...]) -> pl.DataFrame:
+    """Read a JSON-lines file into string columns ``id_field`` + ``fields`` (missing fields: empty string).
+
+    Every problem names ``file:line``: JSON syntax errors, a line that is not an object, a missing field
+    ``id_field`` or ``fields[0]``, a missing/empty/whitespace-holding id, a non-string text. Blank lines are skipped.
+    """
+    cols: dict[str, list[str]] = {k: [] for k in (id_field, *fields)}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                rec = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(rec, dict):
+                raise InputError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            cols[id_field].append(check_id(rec.get(id_field), where, f"'{id_field}'"))
+            for i, k in enumerate(fields):
+                if k not in rec and i == 0:
+                    raise InputError(f"{where}: missing field '{k}'")
+                v = rec.get(k)
+                if v is not None and not isinstance(v, str):
+                    raise InputError(f"{where}: field '{k}' must be a string, got {type(v).__name__}")
+                cols[k].append(v or "")
+    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
+
+
+_INT = re.compile(r"^[+-]?[0-9]+(\.0*)?$")
+
+
+def read_qrels_tsv(path: str | os.PathLike) -> pl.DataFrame:
+    """Read a BEIR qrels file (header ``query-id corpus-id score``, tab-separated) into (qid, docid, relevance,
+    line). Every problem names ``file:line``: wrong column count, missing/empty/whitespace ids, a grade that is
+    not an integer (``0.5``; ``1.0`` reads as 1), and a judgement that contradicts an earlier one of the same
+    query and document. Identical repeats are kept (``attnrank.data.clean`` collapses them, counted)."""
+    qids: list[str] = []
+    docids: list[str] = []
+    rels: list[int] = []
+    lines: list[int] = []
+    seen: dict[tuple[str, str], tuple[int, int]] = {}
+    header = ["query-id", "corpus-id", "score"]
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            row = line.rstrip("\r\n")
+            if not row.strip():
+                continue
+            parts = row.split("\t")
+            where = f"{path}:{n}"
+            if n == 1:
+                if [p.strip() for p in parts] != header:
+                    raise InputError(f"{where}: header must be '{chr(9).join(header)}' (tab-separated), got {row!r}")
+                continue
+            if len(parts) != 3:
+                raise InputError(f"{where}: expected 3 tab-separated columns 'query-id corpus-id score', got {len(parts)}")
+            q = check_id(parts[0], where, "query id")
+            d = check_id(parts[1], where, "document id")
+            g = parts[2].strip()
+            if not _INT.match(g):
+                raise InputError(f"{where}: grade {g!r} of query {q!r} document {d!r} is not an integer")
+            r = int(float(g))
+            if (q, d) in seen and seen[(q, d)][1] != r:
+                first, r0 = seen[(q, d)]
+                raise InputError(f"{where}: query {q!r} document {d!r} judged {r} here but {r0} on line {first} (conflicting duplicate)")
+            seen.setdefault((q, d), (n, r))
+            qids.append(q)
+            docids.append(d)
+            rels.append(r)
+            lines.append(n)
+    return pl.DataFrame({"qid": qids, "docid": docids, "relevance": rels, "line": lines},
+                        schema={"qid": pl.String, "docid": pl.String, "relevance": pl.Int32, "line": pl.Int64})

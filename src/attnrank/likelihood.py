@@ -20,10 +20,7 @@ from typing import Callable
 import torch
 
 from .errors import InputError
-from .generation import Doc, Frame, Ranked, Stats, model_device, positive_int, resolve_params, sort_ranked
-
-LIKELIHOOD_DEFAULTS = {"batch_size": 8, "prefix_cache": True, "prefix_cache_min": 8}
-
+from .generation import Doc, Frame, Ranked, Stats, model_device, resolve_params, sort_ranked
 
 def _common_prefix(seqs: list[list[int]]) -> int:
     if not seqs:
@@ -122,10 +119,7 @@ def position_logits(
 
 
 def _likelihood_params(kind: str, params: dict) -> dict:
-    p = resolve_params(kind, params, LIKELIHOOD_DEFAULTS)
-    positive_int(kind, p, "batch_size", 1)
-    positive_int(kind, p, "prefix_cache_min", 1)
-    return p
+    return resolve_params(kind, params)
 
 
 def _pad_id(tokenizer) -> int:

@@ -39,26 +39,43 @@ import polars as pl
 
 from .errors import InputError
 from .progress import progress
+from .params import REQUIRED, KindSpec, Param, ParamError, resolve
 from .scores import QueryScores
 
 Aggregation = Callable[[QueryScores, dict, dict], np.ndarray]
 
 METHODS: dict[str, Aggregation] = {}
-PARAMS: dict[str, set[str]] = {}
+PARAMS: dict[str, KindSpec] = {}
 NEEDS: dict[str, set[str]] = {}
 
-GENERIC_PARAMS = {"max_layer", "prune"}
-IGNORED_PARAMS = {"kind", "name", "description", "label"}  # config bookkeeping, not method parameters
+CALIBRATIONS = ("masked", "na", "none")
+# Generic pruning params of every kind; both given is an error (see depth_cut).
+GENERIC_PARAMS = {
+    "max_layer": Param("int", None, lo=0, null=True, doc="0-based index of the last kept layer"),
+    "prune": Param("number", None, lo=0, hi=1, hi_open=True, null=True, doc="fraction of final layers removed"),
+}
 
 
-def register(kind: str, params: set[str] = frozenset(), needs: set[str] = frozenset()) -> Callable[[Aggregation], Aggregation]:
-    """Register an aggregation under ``kind`` with its own param names and the artifacts it needs."""
+def _generic_check(p: dict, name: str) -> None:
+    if p.get("max_layer") is not None and p.get("prune") is not None:
+        raise ParamError(f"methods.{name}.prune", "give either max_layer or prune, not both")
+
+
+def register(kind: str, params: dict[str, Param] | None = None, needs: set[str] = frozenset(),
+             check: Callable[[dict, str], None] | None = None) -> Callable[[Aggregation], Aggregation]:
+    """Register an aggregation under ``kind`` with its own parameter declarations (name -> ``Param``; the
+    generic ``max_layer`` / ``prune`` are added), the artifacts it needs and an optional cross-parameter check."""
+
+    def both(p: dict, name: str) -> None:
+        _generic_check(p, name)
+        if check is not None:
+            check(p, name)
 
     def deco(fn: Aggregation) -> Aggregation:
         if kind in METHODS:
             raise ValueError(f"method kind '{kind}' registered twice")
         METHODS[kind] = fn
-        PARAMS[kind] = set(params) | GENERIC_PARAMS
+        PARAMS[kind] = KindSpec({**(params or {}), **GENERIC_PARAMS}, both)
         NEEDS[kind] = set(needs)
         return fn
 
@@ -77,7 +94,7 @@ def _name(params: dict, kind: str) -> str:
 
 
 def _err(params: dict, kind: str, key: str, msg: str) -> InputError:
-    return InputError(f"methods.{_name(params, kind)}.{key}: {msg}")
+    return ParamError(f"methods.{_name(params, kind)}.{key}", msg)
 
 
 def _check_kind(kind: str, name: str) -> None:
@@ -94,7 +111,7 @@ def _int(params: dict, kind: str, key: str, lo: int) -> int:
 
 def depth_cut(params: dict, kind: str, n_layers: int | None = None) -> int | None:
     """Number of layers kept by ``max_layer`` / ``prune`` (None: no cut)."""
-    if "max_layer" in params and "prune" in params:
+    if params.get("max_layer") is not None and params.get("prune") is not None:
         raise _err(params, kind, "prune", "give either max_layer or prune, not both")
     if params.get("max_layer") is not None:
         cut = _int(params, kind, "max_layer", 0) + 1
@@ -129,10 +146,11 @@ def _have_layers(s: QueryScores, need: int, params: dict, kind: str, key: str) -
         )
 
 
-def _calibration(params: dict, kind: str, allowed: tuple[str, ...], default: str) -> str:
-    c = params.get("calibration", default)
-    if c not in allowed:
-        raise _err(params, kind, "calibration", f"must be one of {list(allowed)} (got {c!r})")
+def _calibration(params: dict, kind: str) -> str:
+    spec = PARAMS[kind].params["calibration"]
+    c = params.get("calibration", spec.default)
+    if not spec.ok(c):
+        raise _err(params, kind, "calibration", f"expected {spec.expected()}, got {c!r}")
     return c
 
 
@@ -179,10 +197,10 @@ def window_of(params: dict, artifacts: dict | None, kind: str = "selective") -> 
 
 
 # ------------------------------------------------------------------------------------------------ methods
-@register("icr", params={"calibration"})
+@register("icr", params={"calibration": Param("choice", "masked", choices=CALIBRATIONS)})
 def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """ICR: all heads of the kept layers (default calibration: ICR's masked N/A calibration)."""
-    cal = _calibration(params, "icr", ("masked", "na", "none"), "masked")
+    cal = _calibration(params, "icr")
     depth = depth_cut(params, "icr")
     if depth is None:
         depth = s.n_layers
@@ -195,7 +213,7 @@ def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
 
 def _heads_method(kind: str):
     def fn(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
-        cal = _calibration(params, kind, ("na", "none"), "na")
+        cal = _calibration(params, kind)
         chosen = selected_heads(kind, params, artifacts, depth_cut(params, kind))
         layers = np.array([l for l, _ in chosen])
         heads = np.array([h for _, h in chosen])
@@ -213,14 +231,22 @@ def _heads_method(kind: str):
     return fn
 
 
-register("qr", params={"k_heads", "calibration"}, needs={"heads"})(_heads_method("qr"))
-register("core", params={"k_heads", "calibration", "temperature"}, needs={"heads"})(_heads_method("core"))
+_HEADS_PARAMS = {
+    "k_heads": Param("int", REQUIRED, lo=1, doc="number of heads to aggregate"),
+    "calibration": Param("choice", "na", choices=("na", "none")),
+}
+register("qr", params=_HEADS_PARAMS, needs={"heads"})(_heads_method("qr"))
+register("core", params={**_HEADS_PARAMS, "temperature": Param("number", None, lo=0, lo_open=True, null=True)},
+         needs={"heads"})(_heads_method("core"))
 
 
-@register("selective", params={"calibration", "width"}, needs={"window"})
+@register("selective", params={
+    "calibration": Param("choice", "na", choices=CALIBRATIONS),
+    "width": Param("int", 4, lo=1, doc="layers in the window chosen from the layer profile"),
+}, needs={"window"})
 def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """Selective-ICR: all heads of the layer window, clipped at the pruning cut."""
-    cal = _calibration(params, "selective", ("na", "none", "masked"), "na")
+    cal = _calibration(params, "selective")
     a, b = window_of(params, artifacts)
     cut = depth_cut(params, "selective")
     if cut is not None:
@@ -260,7 +286,20 @@ HEADRANK_PARAMS = {
 }
 
 
-@register("headrank", params=HEADRANK_PARAMS, needs={"weights"})
+def _headrank_check(p: dict, name: str) -> None:
+    """HeadRank's training options are checked by ``HeadRankConfig`` itself (imported lazily: torch)."""
+    given = {k: v for k, v in p.items() if k in HEADRANK_PARAMS and v is not None}
+    if given:
+        from .headrank import HeadRankConfig
+
+        try:
+            HeadRankConfig.from_dict(given, key=f"methods.{name}")
+        except InputError as e:
+            key, _, why = str(e).partition(": ")
+            raise ParamError(key, why) from None
+
+
+@register("headrank", params={k: Param("any", null=True) for k in sorted(HEADRANK_PARAMS)}, needs={"weights"}, check=_headrank_check)
 def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
     from . import headrank as hr  # lazy: pulls in torch
@@ -283,13 +322,7 @@ def validate(kind: str, params: dict, name: str | None = None, n_layers: int | N
     """
     name = name or params.get("_name") or params.get("name") or kind
     _check_kind(kind, name)
-    p = dict(params)
-    p["_name"] = name
-    for key in p:
-        if key in IGNORED_PARAMS or key.startswith("_"):
-            continue
-        if key not in PARAMS[kind]:
-            raise InputError(f"methods.{name}.{key}: unknown parameter for kind '{kind}' (allowed: {sorted(PARAMS[kind])})")
+    p = resolve(kind, PARAMS[kind], params, name)
     if p.get("prune") is not None and n_layers is not None:
         cut = depth_cut(p, kind, n_layers)
         del p["prune"]
@@ -408,7 +441,8 @@ def load_artifacts(spec: dict, inputs: dict, name: str) -> dict:
     if "profile" in inputs:
         from .layers import select_window
 
-        artifacts["window"] = select_window(pl.read_parquet(inputs["profile"]), spec.get("width", 4), key=f"methods.{name}.width")
+        width = spec.get("width", PARAMS["selective"].params["width"].default)
+        artifacts["window"] = select_window(pl.read_parquet(inputs["profile"]), width, key=f"methods.{name}.width")
     if "weights" in inputs:
         from .headrank import load_weights
 

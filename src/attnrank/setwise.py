@@ -17,10 +17,9 @@ import re
 from typing import Callable
 
 from .errors import InputError
-from .generation import Doc, Frame, Ranked, Stats, greedy_generate, positive_int, rank_by_order, resolve_params, sort_ranked
+from .generation import Doc, Frame, Ranked, Stats, greedy_generate, rank_by_order, resolve_params, sort_ranked
 from .likelihood import _pad_id, position_logits
 
-SETWISE_DEFAULTS = {"scorer": "likelihood", "c": 3, "top_k": 10, "max_new_tokens": 8, "labels": "auto"}
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -114,12 +113,8 @@ def _argmax_first_stage(values, items: list[int]) -> int:
 
 def rerank_setwise(model, tokenizer, query: str, docs: list[Doc], params: dict, stats: Stats) -> Ranked:
     """Setwise heapsort re-ranking; ``params``: scorer (likelihood | generation), c, top_k, labels, max_new_tokens."""
-    p = resolve_params("setwise", params, SETWISE_DEFAULTS)
-    c = positive_int("setwise", p, "c", 1)
-    top_k = None if p["top_k"] is None else positive_int("setwise", p, "top_k", 1)
-    scorer = p["scorer"]
-    if scorer not in ("likelihood", "generation"):
-        raise InputError(f"methods.setwise.scorer: '{scorer}' is not one of likelihood, generation")
+    p = resolve_params("setwise", params)
+    c, top_k, scorer = p["c"], p["top_k"], p["scorer"]
     n = len(docs)
     if n <= 1:
         return sort_ranked(rank_by_order(docs, list(range(n))))
@@ -128,7 +123,7 @@ def rerank_setwise(model, tokenizer, query: str, docs: list[Doc], params: dict, 
     label_ids = [frame.answer_token(l, "setwise") for l in labels]
     if scorer == "likelihood" and len(set(label_ids)) != len(label_ids):
         raise InputError("methods.setwise.labels: the labels do not map to distinct first tokens; use another labels setting")
-    max_new = positive_int("setwise", p, "max_new_tokens", 1)
+    max_new = p["max_new_tokens"]
 
     def best_of(items: list[int]) -> int:
         ids = setwise_prompt(frame, query, [docs[j][1] for j in items], labels[: len(items)])

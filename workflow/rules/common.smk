@@ -1,7 +1,8 @@
 # The one place that validates the config, sets wildcard constraints and knows the results/ layout.
 import attnrank.config
 
-CFG = attnrank.config.validate(config)
+# Everything checkable before a job runs (attnrank.config.validate); a bad config stops here with one line.
+CFG = attnrank.config.validate_or_exit(config)
 R = "results"
 NAME = "[A-Za-z0-9_.-]+"
 
@@ -46,13 +47,19 @@ def dataset_runs(dataset):
 def all_outputs():
     out = [f"{R}/tables/results.csv", f"{R}/tables/results.tex"]
     out += [candidates(d, r) for d in eval_datasets() for r in CFG["candidates"]["retrievers"]]
-    if "latency" in CFG and CFG["models"] and CFG["methods"]:
+    if with_latency():
         out += [f"{R}/latency/latency.csv", f"{R}/latency/tradeoff.png"]
     return out
 
 
+def with_latency():
+    """The latency benchmark runs when configured and there is something to time (a first-stage-only run,
+    ``methods: {}``, has nothing)."""
+    return "latency" in CFG and bool(CFG["models"]) and bool(CFG["methods"])
+
+
 def latency_csvs():
-    if "latency" not in CFG:
+    if not with_latency():
         return []
     return [f"{R}/latency/models/{m}.csv" for m in CFG["models"]]
 
@@ -68,32 +75,9 @@ def bench_path(rule, *parts):
 # ---------------------------------------------------------------------------------------------- models & methods
 import attnrank.methods
 
-TEXT_KINDS = ("rankgpt", "yesno", "qlm", "setwise")  # implemented in attnrank.generation / likelihood / setwise
-
-
-def _method_family(name):
-    kind = CFG["methods"][name]["kind"]
-    if kind in attnrank.methods.METHODS:
-        attnrank.methods.validate(kind, {**CFG["methods"][name]}, name)
-        return "attention"
-    if kind in TEXT_KINDS:
-        return "text"
-    raise attnrank.errors.InputError(
-        f"config key 'methods.{name}.kind': unknown kind {kind!r} (attention: {sorted(attnrank.methods.METHODS)}; text: {list(TEXT_KINDS)})"
-    )
-
-
-import attnrank.errors
-
-FAMILY = {m: _method_family(m) for m in CFG["methods"]}
+FAMILY = attnrank.config.method_families(CFG)  # name -> "attention" | "text" (checked in validate)
 ATTENTION_METHODS = [m for m, f in FAMILY.items() if f == "attention"]
 TEXT_METHODS = [m for m, f in FAMILY.items() if f == "text"]
-for _m in ATTENTION_METHODS:
-    for _need, _section in (("heads", "detection"), ("window", "tuning"), ("weights", "tuning")):
-        if _need in attnrank.methods.needs(CFG["methods"][_m]["kind"]) and _section not in CFG:
-            raise attnrank.errors.InputError(
-                f"config key 'methods.{_m}': kind {CFG['methods'][_m]['kind']!r} needs the '{_section}' section"
-            )
 
 
 from pathlib import Path as _Path

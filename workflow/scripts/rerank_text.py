@@ -11,7 +11,7 @@ def main(smk):
     params = {k: v for k, v in spec.items() if k != "kind"}
     if "max_doc_tokens" not in params and "doc_max_tokens" not in params:
         params["max_doc_tokens"] = smk.params.doc_max_tokens
-    run, stats = generation.rerank_candidates(spec["kind"], smk.input.model, pl.read_parquet(smk.input.candidates), params)
+    run, stats = generation.rerank_candidates(spec["kind"], smk.input.model, pl.read_parquet(smk.input.candidates), params, name=name)
     full = candidates.merge_with_tail(run, io.read_trec(smk.input.run))
     io.write_trec(full, smk.output.run, tag=name)
     io.write_json(smk.output.used, {"method": name, "spec": spec, "stats": stats})
