@@ -45,3 +45,27 @@ def scheduled_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
             elif parts and parts[0] == "total":
                 break
     return stats
+
+
+def stdlib_import_closure(src: Path, script: Path | None = None, module: str | None = None, package: str = "attnrank") -> set[str]:
+    """Modules of ``package`` (under ``src``) that a script or module imports, transitively, according to the
+    standard library's ``modulefinder`` (a bytecode scan; independent of ``attnrank.codehash``)."""
+    import modulefinder
+
+    class Finder(modulefinder.ModuleFinder):
+        # stdlib quirk: after a failed `import io` (stdlib modules are outside the search path), the name is
+        # "bad" and a relative `from .io import x` is skipped; retry relative imports
+        def _safe_import_hook(self, name, caller, fromlist, level=-1):
+            saved = self.badmodules.pop(name, None) if level > 0 else None
+            try:
+                super()._safe_import_hook(name, caller, fromlist, level=level)
+            finally:
+                if saved:
+                    self.badmodules.setdefault(name, {}).update(saved)
+
+    mf = Finder(path=[str(src)])
+    if script is not None:
+        mf.run_script(str(script))
+    if module is not None:
+        mf.import_hook(module)
+    return {m for m in mf.modules if m.split(".")[0] == package}

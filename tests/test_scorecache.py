@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -101,3 +102,55 @@ def test_complete_cache_is_skipped_and_config_change_recomputes(tmp_path, tiny_l
 def test_bad_candidates(tmp_path, tiny_llama_dir):
     with pytest.raises(InputError, match="missing column"):
         compute_cache(tiny_llama_dir, make_candidates().drop("text"), tmp_path / "c")
+
+
+def test_shards_written_by_other_code_are_discarded(tmp_path, tiny_llama_dir, monkeypatch, caplog):
+    """A cache (even an unfinished one) from other engine code is recomputed, never reused; same code is kept."""
+    import logging
+
+    import attnrank.models
+    from attnrank import scorecache
+
+    cands = make_candidates()
+    out = tmp_path / "c"
+
+    def kill(i, path):
+        if i == 1:
+            raise Killed
+
+    with pytest.raises(Killed):  # an unfinished cache: shards 0 and 1 written
+        compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, on_shard=kill, progress=False)
+    old = {p.name: p.read_bytes() for p in out.glob("shard-*.npz")}
+    assert sorted(old) == ["shard-00000.npz", "shard-00001.npz"]
+    monkeypatch.setattr(scorecache, "engine_code_hash", lambda: "other-code")
+    written = []
+    with caplog.at_level(logging.INFO, logger="attnrank.scorecache"):
+        compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, on_shard=lambda i, p: written.append(i), progress=False)
+    assert written == [0, 1, 2]
+    assert "2 of 3 shards discarded: written by other code" in caplog.text and "kept" not in caplog.text
+    man = read_manifest(out)
+    assert man["code_hash"] == "other-code"
+    with np.load(out / "shard-00000.npz") as z:
+        assert str(z["code_hash"]) == "other-code"
+    # same code again: complete, nothing recomputed, the model is not even loaded
+    monkeypatch.setattr(attnrank.models, "load_model", lambda *a, **k: pytest.fail("model loaded for a complete cache"))
+    compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, progress=False)
+    assert read_manifest(out)["config_hash"] == man["config_hash"]
+
+
+def test_engine_code_hash_follows_the_modules_the_attention_pass_runs(tmp_path):
+    import shutil
+
+    from attnrank import scorecache
+
+    pkg = tmp_path / "attnrank"
+    shutil.copytree(Path(scorecache.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    base = scorecache.engine_code_hash(pkg)
+    for name, changes in [("engine.py", True), ("models.py", True), ("prompts.py", True), ("scorecache.py", True),
+                          ("tables.py", False), ("methods.py", False)]:
+        text = (pkg / name).read_text()
+        (pkg / name).write_text(text + "\n# a comment\n")
+        assert scorecache.engine_code_hash(pkg) == base, name
+        (pkg / name).write_text(text + "\n_code_probe = 1\n")
+        assert (scorecache.engine_code_hash(pkg) != base) == changes, name
+        (pkg / name).write_text(text)

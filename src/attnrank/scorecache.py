@@ -5,12 +5,15 @@ Layout of ``out_dir`` (format version 1; see docs/attention.md for sizes)::
     shard-00000.npz   queries 0 .. shard_size-1 (first-appearance order in the candidates), arrays:
         qids [n] str, k [n] int32, docids [n, kmax] str ('' pad),
         raw, na [n, L, H, kmax] float32 (NaN pad), masked_prefix [n, L, kmax] float32 (NaN pad),
-        positions, n_tokens [n, kmax] int32 (-1 pad), config_hash [] str
+        positions, n_tokens [n, kmax] int32 (-1 pad), config_hash [] str, code_hash [] str
     shard-00001.npz   ...
-    manifest.json     written last: format, config_hash, model, n_layers, n_heads, depth, prompt, shards, n_queries
+    manifest.json     written last: format, config_hash, code_hash, model, n_layers, n_heads, depth, prompt, shards,
+                      n_queries
 
 Every shard is written atomically. A rerun keeps shards whose config hash and query ids match and computes the rest
-(a job killed mid-way resumes); the manifest marks the cache complete.
+(a job killed mid-way resumes); the manifest marks the cache complete. The config hash includes the code hash
+(:func:`engine_code_hash`: this module and every package module it imports, the engine and model loading among
+them), so shards written by other code are deleted and recomputed, never kept.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 import polars as pl
 
+from .codehash import PACKAGE_DIR, code_hash
 from .errors import InputError
 from .io import atomic_path, write_json
 from .progress import Progress
@@ -63,10 +67,17 @@ def candidates_fingerprint(candidates: pl.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: int | None, shard_size: int) -> str:
+def engine_code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
+    """Hash of the code that computes the scores: this module and every package module it imports, transitively
+    (engine, prompts, models, ...); comments and docstrings do not count."""
+    return code_hash(modules=[__name__], package_dir=package_dir)
+
+
+def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: int | None, shard_size: int, code: str = "") -> str:
     blob = json.dumps(
         {
             "format": FORMAT_VERSION,
+            "code": code,
             "model": model_fingerprint(model_dir),
             "candidates": candidates_fingerprint(candidates),
             "prompt": prompt_cfg,
@@ -79,7 +90,7 @@ def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: in
 
 
 # ---------------------------------------------------------------------------------------------------- write
-def _pack(scores: list[QueryScores], chash: str) -> dict[str, np.ndarray]:
+def _pack(scores: list[QueryScores], chash: str, code: str) -> dict[str, np.ndarray]:
     n = len(scores)
     kmax = max((len(s.docids) for s in scores), default=0)
     l, h = scores[0].raw.shape[:2]
@@ -93,6 +104,7 @@ def _pack(scores: list[QueryScores], chash: str) -> dict[str, np.ndarray]:
         "positions": np.full((n, kmax), -1, dtype=np.int32),
         "n_tokens": np.full((n, kmax), -1, dtype=np.int32),
         "config_hash": np.array(chash),
+        "code_hash": np.array(code),
     }
     for i, s in enumerate(scores):
         k = len(s.docids)
@@ -106,20 +118,23 @@ def _pack(scores: list[QueryScores], chash: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _write_shard(path: Path, scores: list[QueryScores], chash: str) -> None:
+def _write_shard(path: Path, scores: list[QueryScores], chash: str, code: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **_pack(scores, chash))
+            np.savez(f, **_pack(scores, chash, code))
 
 
-def _shard_ok(path: Path, chash: str, qids: list[str]) -> bool:
+def _shard_state(path: Path, chash: str, code: str, qids: list[str]) -> str:
+    """'ok' (reusable), 'missing', 'code' (written by other code), 'config' (other config or queries), 'unreadable'."""
     if not path.is_file():
-        return False
+        return "missing"
     try:
         with np.load(path, allow_pickle=False) as z:
-            return str(z["config_hash"]) == chash and z["qids"].tolist() == qids
+            if "code_hash" not in z.files or str(z["code_hash"]) != code:
+                return "code"
+            return "ok" if str(z["config_hash"]) == chash and z["qids"].tolist() == qids else "config"
     except (OSError, ValueError, KeyError):
-        return False
+        return "unreadable"
 
 
 def compute_cache(
@@ -151,7 +166,8 @@ def compute_cache(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = PromptConfig.from_dict(prompt_cfg).to_dict()
-    chash = config_hash(model_dir, candidates, cfg, depth, shard_size)
+    code = engine_code_hash()
+    chash = config_hash(model_dir, candidates, cfg, depth, shard_size, code)
     man_path = out / MANIFEST
     if man_path.is_file():
         man = json.loads(man_path.read_text())
@@ -165,7 +181,14 @@ def compute_cache(
     for stale in out.glob("shard-*.npz"):
         if stale.name not in names:
             stale.unlink()
-    todo = [i for i, ch in enumerate(chunks) if not _shard_ok(out / names[i], chash, [q.qid for q in ch])]
+    states = [_shard_state(out / names[i], chash, code, [q.qid for q in ch]) for i, ch in enumerate(chunks)]
+    todo = [i for i, st in enumerate(states) if st != "ok"]
+    for reason, why in (("code", f"written by other code (engine code hash now {code})"), ("config", "of another config or query set"), ("unreadable", "unreadable")):
+        stale = [i for i, st in enumerate(states) if st == reason]
+        for i in stale:
+            (out / names[i]).unlink()
+        if stale:
+            log.info("score cache %s: %d of %d shards discarded: %s", out, len(stale), len(chunks), why)
     if len(todo) < len(chunks):
         log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
     model, tokenizer = load_model(model_dir, device=device, dtype=dtype)
@@ -176,7 +199,7 @@ def compute_cache(
         for qs in scorer.iter_score(chunks[i]):
             scores.append(qs)
             bar.update(1)
-        _write_shard(out / names[i], scores, chash)
+        _write_shard(out / names[i], scores, chash, code)
         if on_shard is not None:
             on_shard(i, out / names[i])
     bar.close()
@@ -185,6 +208,7 @@ def compute_cache(
         {
             "format": FORMAT_VERSION,
             "config_hash": chash,
+            "code_hash": code,
             "model": str(model_dir),
             "model_fingerprint": model_fingerprint(model_dir),
             "n_layers": scorer.n_layers,

@@ -12,7 +12,7 @@ rule attention_scores:
         batch_size=lambda w: CFG["models"][w.model]["batch_size"],
         dtype=lambda w: CFG["models"][w.model]["dtype"],
         cache_dir=CFG["cache_dir"],
-        code=ENGINE_CODE,
+        code=script_code("attention_scores"),
     log:
         log_path("attention_scores", "{model}", "{dataset}", "{retriever}"),
     benchmark:
@@ -38,6 +38,7 @@ rule detection_set:
         f"{R}/detection/{{dataset}}/{{retriever}}.parquet",
     params:
         spec=CFG.get("detection", {}),
+        code=script_code("detection_set"),
     log:
         log_path("detection_set", "{dataset}", "{retriever}"),
     threads: 1
@@ -62,7 +63,7 @@ rule detection_scores:
         batch_size=lambda w: CFG["models"][w.model]["batch_size"],
         dtype=lambda w: CFG["models"][w.model]["dtype"],
         cache_dir=CFG["cache_dir"],
-        code=ENGINE_CODE,
+        code=script_code("attention_scores"),
     log:
         log_path("detection_scores", "{model}"),
     benchmark:
@@ -90,6 +91,7 @@ rule head_ranking:
         core_plot=report(f"{R}/heads/{{model}}/core.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
     params:
         temperature=lambda w: CFG["models"][w.model].get("core_temperature", 0.1),
+        code=script_code("head_ranking"),
     log:
         log_path("head_ranking", "{model}"),
     threads: 1
@@ -110,6 +112,7 @@ rule layer_profile:
     params:
         metric=CFG["evaluation"]["main_metric"],
         cache_dir=CFG["cache_dir"],
+        code=script_code("layer_profile"),
     log:
         log_path("layer_profile", "{model}"),
     threads: 1
@@ -128,7 +131,7 @@ rule headrank_train:
         f"{R}/headrank/{{model}}/{{method}}.json",
     params:
         spec=lambda w: CFG["methods"][w.method],
-        code=HEADRANK_CODE,
+        code=script_code("headrank_train"),
     log:
         log_path("headrank_train", "{model}", "{method}"),
     benchmark:
@@ -155,7 +158,7 @@ rule rerank_attention:
         method=one_of(ATTENTION_METHODS),
     params:
         spec=lambda w: CFG["methods"][w.method],
-        code=lambda w: method_code(w.method),
+        code=lambda w: method_code("rerank_attention", w.method),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
     benchmark:

@@ -80,31 +80,29 @@ ATTENTION_METHODS = [m for m, f in FAMILY.items() if f == "attention"]
 TEXT_METHODS = [m for m, f in FAMILY.items() if f == "text"]
 
 
+# Every rule passes `code=script_code("<its script>")`: a hash of the script and of every attnrank module it
+# imports, transitively (attnrank.codehash). The profiles drop 'code' from the rerun triggers, so a job reruns
+# when the logic it runs changes, not when a comment or a module it never imports changes. A test checks that
+# every rule has it.
+import functools
 from pathlib import Path as _Path
 
 import attnrank.codehash
 
-_PKG = _Path(attnrank.methods.__file__).parent
-# Code hashes as params (profiles drop 'code' from the rerun triggers): a job reruns when the logic it runs
-# changes, not when a comment or another module changes.
-ENGINE_CODE = attnrank.codehash.file_hash(*(_PKG / f for f in ("engine.py", "prompts.py", "scorecache.py", "scores.py")))
-_TEXT_FILES = ("generation.py", "likelihood.py", "setwise.py", "prompts.py")
-TEXT_CODE = attnrank.codehash.file_hash(*(_PKG / f for f in _TEXT_FILES))
-HEADRANK_CODE = attnrank.codehash.file_hash(_PKG / "headrank.py")
-
-
-import functools
+SCRIPTS = _Path(workflow.basedir) / "workflow" / "scripts"
 
 
 @functools.lru_cache(maxsize=None)
-def method_code(name):
+def script_code(script):
+    return attnrank.codehash.script_code_hash(SCRIPTS / f"{script}.py")
+
+
+@functools.lru_cache(maxsize=None)
+def method_code(script, name):
+    """script_code for a script that runs one attention method: without the other methods' own functions
+    (editing one method's function reruns that method only; anything shared reruns all)."""
     kind = CFG["methods"][name]["kind"]
-    if kind in attnrank.methods.METHODS:
-        h = attnrank.codehash.function_closure_hash(attnrank.methods.METHODS[kind])
-        if kind == "headrank":
-            h += HEADRANK_CODE
-        return h
-    return TEXT_CODE
+    return attnrank.codehash.registry_code_hash(SCRIPTS / f"{script}.py", attnrank.methods.METHODS, kind)
 
 
 def one_of(names):

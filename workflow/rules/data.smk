@@ -5,6 +5,7 @@ rule dataset:
     params:
         spec=lambda w: CFG["datasets"][w.dataset],
         ir_datasets_home=CFG["ir_datasets_home"],
+        code=script_code("dataset"),
     log:
         log_path("dataset", "{dataset}"),
     benchmark:

@@ -4,6 +4,7 @@ rule ranx_warmup:
         f"{CFG['cache_dir']}/numba/.ready",
     params:
         cache_dir=CFG["cache_dir"],
+        code=script_code("ranx_warmup"),
     log:
         log_path("ranx_warmup", "warmup"),
     threads: 1
@@ -26,6 +27,7 @@ rule evaluate:
         runs=lambda w: dataset_runs(w.dataset),
         metrics=CFG["evaluation"]["metrics"],
         cache_dir=CFG["cache_dir"],
+        code=script_code("evaluate"),
     log:
         log_path("evaluate", "{dataset}"),
     benchmark:
@@ -55,6 +57,7 @@ rule tables:
         significance=CFG["evaluation"]["significance"],
         order={"datasets": eval_datasets(), "retrievers": list(CFG["retrievers"]), "models": list(CFG["models"]),
                "methods": list(CFG["methods"])},
+        code=script_code("tables"),
     log:
         log_path("tables", "tables"),
     benchmark:

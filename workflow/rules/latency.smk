@@ -19,7 +19,7 @@ rule latency:
         family=FAMILY,
         prompt=CFG["prompt"],
         sample=CFG.get("latency", {}),
-        code={m: method_code(m) for m in CFG["methods"]},
+        code=script_code("latency"),
         cache_dir=CFG["cache_dir"],
     log:
         log_path("latency", "{model}"),
@@ -43,6 +43,7 @@ rule latency_table:
     params:
         sample=CFG.get("latency", {}),
         metric=CFG["evaluation"]["main_metric"],
+        code=script_code("latency_table"),
     log:
         log_path("latency_table", "latency"),
     threads: 1

@@ -4,6 +4,7 @@ rule prepare_model:
     params:
         spec=lambda w: {k: v for k, v in CFG["models"][w.model].items() if k not in ("batch_size", "dtype", "core_temperature", "gpu_model", "mem_mb")},
         cache_dir=CFG["cache_dir"],
+        code=script_code("prepare_model"),
     log:
         log_path("prepare_model", "{model}"),
     benchmark:

@@ -13,7 +13,7 @@ rule rerank_text:
         spec=lambda w: CFG["methods"][w.method],
         doc_max_tokens=CFG["prompt"]["doc_max_tokens"],  # same truncation as the attention prompt, unless overridden
         cache_dir=CFG["cache_dir"],
-        code=lambda w: method_code(w.method),
+        code=script_code("rerank_text"),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
     benchmark:

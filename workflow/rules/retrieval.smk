@@ -3,6 +3,8 @@ rule bm25_index:
         corpus=f"{R}/data/{{dataset}}/corpus.parquet",
     output:
         directory(f"{R}/indexes/{{dataset}}/bm25"),
+    params:
+        code=script_code("bm25_index"),
     log:
         log_path("bm25_index", "{dataset}"),
     benchmark:
@@ -31,6 +33,7 @@ rule retrieve:
     params:
         spec=lambda w: CFG["retrievers"][w.retriever],
         embeddings=f"{R}/indexes/{{dataset}}/dense-{{retriever}}.npz",
+        code=script_code("retrieve"),
     log:
         log_path("retrieve", "{dataset}", "{retriever}"),
     benchmark:
@@ -53,6 +56,7 @@ rule candidates:
     params:
         depth=CFG["candidates"]["depth"],
         max_doc_words=CFG["candidates"]["max_doc_words"],
+        code=script_code("candidates"),
     log:
         log_path("candidates", "{dataset}", "{retriever}"),
     benchmark:
