@@ -1,6 +1,7 @@
 """Snakemake's own view of the workflow, for tests/test_rerun.py (run as a subprocess, on a copy of the repo).
 
     python rerun_probe.py rules SPEC.json    -> {rule: {"script", "action", "params", "code"}}
+    python rerun_probe.py touch SPEC.json    -> a completed run without running any job: {"outputs": n}
     python rerun_probe.py edits SPEC.json    -> {"rulegraph": [[up, down], ...], "scheduled": {file: {rule: n}}}
 
 SPEC.json: {"snakefile", "workdir", "configfile", "profile", "files": [...], "probe": text}. ``edits`` appends
@@ -78,6 +79,39 @@ def rules(spec: dict) -> dict:
     return out
 
 
+def touch(spec: dict) -> dict:
+    """A completed run without running a job: every output of the DAG as an empty placeholder (a folder for
+    ``directory()`` outputs), then ``snakemake --touch --forceall`` records each job's metadata (params included)
+    exactly as a finished job would."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+    workdir = Path(spec["workdir"])
+    n = 0
+    with SnakemakeApi(OutputSettings()) as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[Path(spec["configfile"])], replace_workflow_config=True),
+            snakefile=Path(spec["snakefile"]),
+            workdir=workdir,
+        )
+        wf.dag(dag_settings=DAGSettings(forceall=True))
+        workflow = wf._workflow
+        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+        workflow._build_dag()
+        for job in workflow.dag.jobs:
+            for f in job.output:
+                path = workdir / str(f)
+                if f.is_directory:
+                    path.mkdir(parents=True, exist_ok=True)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+                n += 1
+    snakemake([*cli_args(spec), "--touch", "--forceall"])
+    return {"outputs": n}
+
+
 def edits(spec: dict) -> dict:
     args = cli_args(spec)
     result = {"rulegraph": rulegraph(args), "scheduled": {}}
@@ -98,5 +132,5 @@ def edits(spec: dict) -> dict:
 if __name__ == "__main__":
     mode, spec_path = sys.argv[1:3]
     spec = json.loads(Path(spec_path).read_text())
-    res = {"rules": rules, "edits": edits}[mode](spec)
+    res = {"rules": rules, "touch": touch, "edits": edits}[mode](spec)
     print("\n@@RESULT@@" + json.dumps(res))
