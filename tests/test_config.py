@@ -269,3 +269,28 @@ def test_config_cli_accepts_a_good_file(tmp_path, capsys):
     p.write_text(yaml.safe_dump(BASE))
     assert config.main([str(p)]) == 0
     assert capsys.readouterr().out.strip() == f"{p}: ok"
+
+
+def test_key_order_does_not_change_the_validated_config():
+    """Rules' params are compared by their printed form: the same config with its keys in another order must
+    validate to the same printed config, while named entries keep the user's order (table rows and columns)."""
+    from attnrank.config import validate
+
+    a = {
+        "datasets": {"z": {"source": "synthetic", "split": "test"}, "a": {"split": "train", "source": "synthetic", "evaluate": False}},
+        "retrievers": {"bm25": {"kind": "bm25", "depth": 50, "k1": 0.9}},
+        "candidates": {"depth": 10, "retrievers": ["bm25"]},
+        "models": {"m": {"source": "tiny", "arch": "llama"}},
+        "methods": {"icr": {"kind": "icr", "prune": 0.5}, "b": {"kind": "yesno"}},
+    }
+    b = {
+        "models": {"m": {"arch": "llama", "source": "tiny"}},
+        "methods": {"icr": {"prune": 0.5, "kind": "icr"}, "b": {"kind": "yesno"}},
+        "candidates": {"retrievers": ["bm25"], "depth": 10},
+        "retrievers": {"bm25": {"k1": 0.9, "depth": 50, "kind": "bm25"}},
+        "datasets": {"z": {"split": "test", "source": "synthetic"}, "a": {"evaluate": False, "source": "synthetic", "split": "train"}},
+    }
+    va, vb = validate(a, check_files=False), validate(b, check_files=False)
+    for section in ("datasets", "retrievers", "candidates", "models", "methods", "prompt", "engine", "evaluation"):
+        assert repr(va[section]) == repr(vb[section]), section
+    assert list(va["datasets"]) == ["z", "a"] and list(va["methods"]) == ["icr", "b"]

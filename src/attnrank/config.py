@@ -102,7 +102,32 @@ def validate(config: dict, check_files: bool = True) -> dict:
     _check_method_layers(cfg)
     if check_files:
         _check_files(cfg)
-    return cfg
+    return _canonical(cfg)
+
+
+# Sections whose entries are named by the user: their order is the order of rows and columns in the tables.
+_NAMED = ("datasets", "retrievers", "models", "methods")
+
+
+def _sorted(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _sorted(node[k]) for k in sorted(node)}
+    if isinstance(node, list):
+        return [_sorted(v) for v in node]
+    return node
+
+
+def _canonical(cfg: dict) -> dict:
+    """Keys sorted inside every entry and section, so that rules' params (compared by their printed form) do not
+    change when a config file lists the same keys in another order; named entries keep the user's order."""
+    out = {}
+    for key in cfg:
+        value = cfg[key]
+        if key in _NAMED and isinstance(value, dict):
+            out[key] = {name: _sorted(entry) for name, entry in value.items()}
+        else:
+            out[key] = _sorted(value)
+    return out
 
 
 def validate_or_exit(config: dict) -> dict:
