@@ -50,6 +50,10 @@ FAKES = {
     # sbatch --parsable ... --wrap="<job command>": run the job now, answer with its id
     "sbatch": """
 argv = sys.argv[1:]
+if "--test-only" in argv:  # the preflight check: accept, as the real sbatch does for a job that fits
+    record("sbatch-test-only", argv)
+    print("sbatch: Job 1 to start at 2026-01-01T00:00:00 using 1 processors on nodes n1 in partition cpu", file=sys.stderr)
+    sys.exit(0)
 record("sbatch", argv)
 opts = {}
 for i, a in enumerate(argv):
@@ -86,7 +90,8 @@ if "--name" in sys.argv:
 for j in jobs():
     print(f"{j['id']}|{j['state']}")
 """,
-    "sinfo": 'print("cpu*\\ngpu")',
+    # sinfo -h -N -o "%N|%P|%c|%m|%G": one CPU and one GPU node
+    "sinfo": 'print("c1|cpu*|64|256000|(null)\\ng1|gpu|32|512000|gpu:h100:4(S:0-1)")',
     "scontrol": 'print("MinJobAge = 300 sec\\nMaxArraySize = 1001")',
     # srun -n1 --cpu-bind=q --cpus-per-task=2 --gpus=1 --nodes=1 <command...>
     "srun": """

@@ -17,15 +17,9 @@ rule attention_scores:
         log_path("attention_scores", "{model}", "{dataset}", "{retriever}"),
     benchmark:
         bench_path("attention_scores", "{model}", "{dataset}", "{retriever}")
-    threads: 2
+    threads: model_threads
     resources:
-        # GPU job (sbatch --gpus=[<gpu_model>:]1); a retry after an out-of-memory failure gets more host memory
-        # and a halved batch (scripts read snakemake.resources.batch)
-        gpu=1,
-        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
-        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
-        batch=lambda w, attempt: max(1, CFG["models"][w.model]["batch_size"] // 2 ** (attempt - 1)),
-        runtime=720,
+        **model_resources(runtime=720, batch=True),
     script:
         "../scripts/attention_scores.py"
 
@@ -43,7 +37,7 @@ rule detection_set:
         log_path("detection_set", "{dataset}", "{retriever}"),
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: 8000 * attempt,
+        mem_mb=capped_mem(8000),
         runtime=60,
     script:
         "../scripts/detection_set.py"
@@ -68,15 +62,9 @@ rule detection_scores:
         log_path("detection_scores", "{model}"),
     benchmark:
         bench_path("detection_scores", "{model}")
-    threads: 2
+    threads: model_threads
     resources:
-        # GPU job (sbatch --gpus=[<gpu_model>:]1); a retry after an out-of-memory failure gets more host memory
-        # and a halved batch (scripts read snakemake.resources.batch)
-        gpu=1,
-        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
-        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
-        batch=lambda w, attempt: max(1, CFG["models"][w.model]["batch_size"] // 2 ** (attempt - 1)),
-        runtime=720,
+        **model_resources(runtime=720, batch=True),
     script:
         "../scripts/attention_scores.py"
 
@@ -96,7 +84,7 @@ rule head_ranking:
         log_path("head_ranking", "{model}"),
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: 8000 * attempt,
+        mem_mb=capped_mem(8000),
         runtime=30,
     script:
         "../scripts/head_ranking.py"
@@ -117,7 +105,7 @@ rule layer_profile:
         log_path("layer_profile", "{model}"),
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: 8000 * attempt,
+        mem_mb=capped_mem(8000),
         runtime=30,
     script:
         "../scripts/layer_profile.py"
@@ -138,7 +126,7 @@ rule headrank_train:
         bench_path("headrank_train", "{model}", "{method}")
     threads: 2
     resources:
-        mem_mb=lambda w, attempt: 8000 * attempt,
+        mem_mb=capped_mem(8000),
         runtime=60,
     script:
         "../scripts/headrank_train.py"
@@ -165,7 +153,7 @@ rule rerank_attention:
         bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: 8000 * attempt,
+        mem_mb=capped_mem(8000),
         runtime=30,
     script:
         "../scripts/rerank_attention.py"

@@ -150,3 +150,40 @@ def artifact_files(model, method):
 
 def method_artifacts(w):
     return artifact_files(w.model, w.method)
+
+
+# ----------------------------------------------------------------------------------------------------- resources
+import attnrank.resources
+
+GPU = not CFG["cpu_only"]  # cpu_only: model rules run without GPUs, with CPU-sized resources (docs/cluster.md)
+
+
+def model_resources(runtime, batch=False):
+    """Resources of every rule that runs a model: a GPU (sbatch --gpus=[<gpu_model>:]1) unless cpu_only, host
+    memory from the model's size (attnrank.resources.model_job; x attempt after a failure, capped by the cluster),
+    and with ``batch`` the prompts per forward pass, halved per attempt (scripts read snakemake.resources.batch)."""
+    res = {
+        "mem_mb": lambda w, input, attempt: attnrank.resources.model_job(CFG["models"][w.model], input.model, attempt, gpu=GPU)["mem_mb"],
+        "runtime": runtime,
+    }
+    if GPU:
+        res["gpu"] = 1
+        res["gpu_model"] = lambda w: CFG["models"][w.model].get("gpu_model", "")
+    if batch:
+        res["batch"] = lambda w, attempt: max(1, CFG["models"][w.model]["batch_size"] // 2 ** (attempt - 1))
+    return res
+
+
+def model_threads(w, input):
+    return attnrank.resources.model_job(CFG["models"][w.model], input.model, gpu=GPU)["threads"]
+
+
+def capped_mem(mb, doubling=False):
+    """A fixed-size job's memory: ``mb``, after a failure x attempt (x 2**(attempt-1) with ``doubling``), capped at
+    the largest node of the cluster."""
+    return lambda w, attempt: attnrank.resources.memory(mb, mb * (2 ** (attempt - 1) if doubling else attempt))
+
+
+onstart:
+    # --profile slurm: check the cluster before anything is submitted, and cap requests at its largest node
+    attnrank.resources.snakemake_preflight(workflow)

@@ -12,7 +12,7 @@ rule dataset:
         bench_path("dataset", "{dataset}")
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: 8000 * 2 ** (attempt - 1),  # NQ / MS MARCO corpora need more on retry
+        mem_mb=capped_mem(8000, doubling=True),  # NQ / MS MARCO corpora need more on retry
         runtime=120,
     script:
         "../scripts/dataset.py"

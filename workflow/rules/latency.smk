@@ -23,12 +23,9 @@ rule latency:
         cache_dir=CFG["cache_dir"],
     log:
         log_path("latency", "{model}"),
-    threads: 2
+    threads: model_threads
     resources:
-        gpu=1,
-        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
-        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
-        runtime=240,
+        **model_resources(runtime=240),
     script:
         "../scripts/latency.py"
 

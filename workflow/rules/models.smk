@@ -9,9 +9,9 @@ rule prepare_model:
         log_path("prepare_model", "{model}"),
     benchmark:
         bench_path("prepare_model", "{model}")
-    threads: 2
+    threads: lambda w: attnrank.resources.prepare_job(CFG["models"][w.model])["threads"]
     resources:
-        mem_mb=lambda w, attempt: 32000 * attempt,
+        mem_mb=lambda w, attempt: attnrank.resources.prepare_job(CFG["models"][w.model], attempt)["mem_mb"],
         runtime=120,
     script:
         "../scripts/prepare_model.py"

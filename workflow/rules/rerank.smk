@@ -18,11 +18,8 @@ rule rerank_text:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
     benchmark:
         bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
-    threads: 2
+    threads: model_threads
     resources:
-        gpu=1,  # sbatch --gpus=[<gpu_model>:]1; a retry after an out-of-memory failure gets more host memory
-        gpu_model=lambda w: CFG["models"][w.model].get("gpu_model", ""),
-        mem_mb=lambda w, attempt: CFG["models"][w.model].get("mem_mb", 32000) * attempt,
-        runtime=720,
+        **model_resources(runtime=720),
     script:
         "../scripts/rerank_text.py"

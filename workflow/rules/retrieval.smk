@@ -9,9 +9,9 @@ rule bm25_index:
         log_path("bm25_index", "{dataset}"),
     benchmark:
         bench_path("bm25_index", "{dataset}")
-    threads: 4
+    threads: lambda w, input: attnrank.resources.corpus_job(input.corpus)["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=lambda w, input, attempt: attnrank.resources.corpus_job(input.corpus, attempt)["mem_mb"],
         runtime=240,
     script:
         "../scripts/bm25_index.py"
@@ -38,9 +38,9 @@ rule retrieve:
         log_path("retrieve", "{dataset}", "{retriever}"),
     benchmark:
         bench_path("retrieve", "{dataset}", "{retriever}")
-    threads: 2
+    threads: lambda w, input: attnrank.resources.corpus_job(input.corpus)["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=lambda w, input, attempt: attnrank.resources.corpus_job(input.corpus, attempt)["mem_mb"],
         runtime=240,
     script:
         "../scripts/retrieve.py"
