@@ -195,7 +195,7 @@ def test_a_job_bigger_than_every_node_is_named_with_what_the_cluster_offers(fake
         resources.preflight(_jobs(SMALL, big))
     msg = str(e.value)
     assert "attention_scores (model=llama) asks for 2 CPUs, 48000 MB; the largest node of partition 'cpu' has 2 CPUs, 20000 MB" in msg
-    assert "mem_mb" in msg and "nothing was submitted" in msg
+    assert "too little memory: lower models.<m>.mem_mb" in msg and "nothing was submitted" in msg
     assert fake_slurm.calls("sbatch") == []  # not even a test submission
 
 
@@ -205,8 +205,15 @@ def test_too_many_cpus_is_reported(fake_slurm):
 
 
 def test_gpu_jobs_on_a_cluster_without_gpus_point_to_cpu_only_mode(fake_slurm):
-    with pytest.raises(SlurmError, match=r"attention_scores asks for 2 CPUs, 4000 MB, 1 GPU.*--config cpu_only=true"):
-        resources.preflight(_jobs(Job("attention_scores", mem_mb=4000, threads=2, gpus=1)))
+    jobs = [Job(rule, mem_mb=4000, threads=2, gpus=1) for rule in ("attention_scores", "rerank_text")]
+    with pytest.raises(SlurmError) as e:
+        resources.preflight(_jobs(*jobs))
+    lines = str(e.value).splitlines()
+    assert "  attention_scores asks for 2 CPUs, 4000 MB, 1 GPU; the largest node of partition 'cpu' has 2 CPUs, 20000 MB, 0 GPUs (node c1)" in lines
+    assert [line for line in lines if "--config cpu_only=true" in line] == [
+        "  no GPU in partition 'cpu': send the GPU rules to a GPU partition (set-resources in profiles/slurm/config.yaml), "
+        "or run CPU-only with --config cpu_only=true"
+    ]  # said once, not per rule
 
 
 def test_gpu_jobs_fit_the_gpu_partition(fake_slurm):
@@ -271,7 +278,7 @@ def test_every_problem_is_one_line_of_one_message(fake_slurm):
     first, *body, last = str(e.value).splitlines()
     assert first == "SLURM preflight failed (nothing was submitted):" and "docs/cluster.md" in last
     starts = sorted(line.strip().split(" ")[0] for line in body)
-    assert starts == ["a", "b", "partition", "status"]  # one line per problem
+    assert starts == ["a", "b", "partition", "status", "too"]  # one line per problem, then the hint
 
 
 def test_partition_file_limits_cap_below_the_nodes(fake_slurm):

@@ -267,7 +267,7 @@ def _describe(job: Job) -> str:
 
 def check_fit(jobs: list[Job], nodes: list[Node], default: str | None, auto_partition: bool = False) -> list[str]:
     """Each rule's jobs fit some node of their partition; one line per rule that does not."""
-    problems, seen = [], set()
+    problems, hints, seen = [], [], set()
     known = {p for n in nodes for p in n.partitions}
     for part in sorted({j.partition for j in jobs if j.partition} - known):
         problems.append(f"partition '{part}' does not exist (sinfo lists: {', '.join(sorted(known))})")
@@ -283,13 +283,13 @@ def check_fit(jobs: list[Job], nodes: list[Node], default: str | None, auto_part
         where = f"partition '{part}'" if part else "any partition"
         biggest = max(pool, key=lambda n: (n.gpus, n.mem_mb, n.cpus)) if pool else None
         offer = f"{biggest.cpus} CPUs, {biggest.mem_mb} MB, {biggest.gpus} GPUs (node {biggest.name})" if biggest else "no nodes"
-        hint = ""
         if job.gpus and not any(n.gpus for n in pool):
-            hint = "; no GPU there: send GPU rules to a GPU partition, or run CPU-only with --config cpu_only=true"
+            hints.append(f"no GPU in {where}: send the GPU rules to a GPU partition (set-resources in "
+                         "profiles/slurm/config.yaml), or run CPU-only with --config cpu_only=true")
         elif pool and job.mem_mb > max(n.mem_mb for n in pool):
-            hint = "; lower the model's mem_mb in the config or use a partition with bigger nodes"
-        problems.append(f"{job.rule}{job.label} asks for {_describe(job)}; the largest node of {where} has {offer}{hint}")
-    return problems
+            hints.append("too little memory: lower models.<m>.mem_mb in the config, or use a partition with bigger nodes")
+        problems.append(f"{job.rule}{job.label} asks for {_describe(job)}; the largest node of {where} has {offer}")
+    return problems + list(dict.fromkeys(hints))
 
 
 def try_submit(job: Job, account: str | None) -> str | None:
