@@ -4,8 +4,10 @@
 #   .ci/slurm-cluster.sh start DIR      munged + slurmctld + slurmd, state and logs under DIR; prints the
 #                                       `export SLURM_CONF=...` line the SLURM commands need
 #   .ci/slurm-cluster.sh stop DIR       stop the daemons started with DIR (by their pid files)
-# Everything lives under DIR (own munge key and socket, own ports): nothing in /etc is changed, so it can run
-# next to a real installation. No accounting storage (slurmdbd): `sacct` does not work, `squeue` does.
+# Everything lives under DIR (own munge key and socket, own ports), except one symlink: /etc/slurm/slurm.conf ->
+# DIR/slurm.conf (removed by stop). Commands started inside jobs need the config at the default path: the slurm
+# plugin's job step drops SLURM_CONF from the environment of its inner `srun`. Refuses to start where a
+# slurm.conf already exists (a real installation). No accounting storage (slurmdbd): `sacct` fails, `squeue` works.
 set -euo pipefail
 
 cmd=${1:-}
@@ -25,6 +27,10 @@ start)
     for tool in munged mungekey slurmctld slurmd sinfo; do
         command -v "$tool" >/dev/null || { echo "$tool not found (install slurm-wlm and munge)" >&2; exit 1; }
     done
+    if [ -e /etc/slurm/slurm.conf ] || [ -L /etc/slurm/slurm.conf ]; then
+        echo "/etc/slurm/slurm.conf exists (a SLURM installation is configured here): not starting a test cluster" >&2
+        exit 1
+    fi
     mkdir -p "$dir"/{ctld,d,munge}
     chmod 700 "$dir/munge"
     dir=$(cd "$dir" && pwd)
@@ -69,6 +75,8 @@ MpiDefault=none
 $node State=UNKNOWN
 PartitionName=cpu Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
+    mkdir -p /etc/slurm
+    ln -s "$dir/slurm.conf" /etc/slurm/slurm.conf
     export SLURM_CONF="$dir/slurm.conf"
     slurmctld -f "$SLURM_CONF"
     slurmd -f "$SLURM_CONF"
@@ -93,6 +101,9 @@ stop)
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
     done
+    if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$(cd "$dir" && pwd)/slurm.conf" ]; then
+        rm -f /etc/slurm/slurm.conf
+    fi
     ;;
 *)
     echo "usage: $0 install | start DIR | stop DIR" >&2

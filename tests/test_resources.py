@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from attnrank import resources
+from attnrank.errors import InputError
 from attnrank.resources import Job, Limits, SlurmError
 
 GB = 1024
@@ -98,6 +99,17 @@ def test_first_stage_memory_and_threads_follow_the_corpus(tmp_path):
     assert s["mem_mb"] < b["mem_mb"] and s["threads"] < b["threads"]
     assert resources.corpus_job(tmp_path / "not-yet.parquet")["mem_mb"] == resources.FIRST_STAGE_MB
     assert resources.corpus_job(big, attempt=2)["mem_mb"] == 2 * b["mem_mb"]
+
+
+def test_cpu_only_switch_reads_config_and_command_line_values():
+    from attnrank.config import validate
+
+    base = {"datasets": {"d": {"source": "synthetic"}}, "retrievers": {"bm25": {"kind": "bm25"}}}
+    assert resources.cpu_only(validate(base)) is False
+    for value, expected in ((True, True), ("true", True), ("True", True), (False, False), ("false", False)):
+        assert resources.cpu_only(validate({**base, "cpu_only": value})) is expected
+    with pytest.raises(InputError, match="cpu_only"):
+        validate({**base, "cpu_only": "yes"})
 
 
 def test_gres_strings_count_gpus():

@@ -68,6 +68,11 @@ def threads(n: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ sizing
+def cpu_only(cfg: dict) -> bool:
+    """The CPU-only switch (config key ``cpu_only``; ``--config cpu_only=true`` passes the string 'true')."""
+    return str(cfg.get("cpu_only", False)).lower() == "true"
+
+
 def model_params(model_dir: str | os.PathLike | None) -> int | None:
     """Parameter count of a prepared model folder (from the safetensors headers; None when not prepared yet)."""
     if not model_dir:

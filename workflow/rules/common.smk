@@ -155,7 +155,7 @@ def method_artifacts(w):
 # ----------------------------------------------------------------------------------------------------- resources
 import attnrank.resources
 
-GPU = not CFG["cpu_only"]  # cpu_only: model rules run without GPUs, with CPU-sized resources (docs/cluster.md)
+GPU = not attnrank.resources.cpu_only(CFG)  # model rules run without GPUs, CPU-sized (docs/cluster.md)
 
 
 def model_resources(runtime, batch=False):
