@@ -68,10 +68,10 @@ def cluster(tmp_path_factory):
         subprocess.run([str(SCRIPT), "stop", str(state)], capture_output=True, timeout=120)
 
 
-def _squeue(env: dict) -> list[tuple[str, str, str]]:
-    """(job id, comment, state) of the queue's jobs."""
-    out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], env=env, capture_output=True, text=True, timeout=30).stdout
-    return [tuple(line.split("|", 2)) for line in out.splitlines() if line.count("|") == 2]
+def _squeue(env: dict) -> list[tuple[str, str, str, str]]:
+    """(job id, comment, state, GRES asked for) of the queue's jobs."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T|%b"], env=env, capture_output=True, text=True, timeout=30).stdout
+    return [tuple(line.split("|", 3)) for line in out.splitlines() if line.count("|") == 3]
 
 
 def _results(work: Path) -> dict[str, bytes]:
@@ -107,12 +107,14 @@ def runs(cluster, tmp_path_factory):
     out_lines = []
     reader = threading.Thread(target=lambda: out_lines.extend(sm.stdout), daemon=True)
     reader.start()
-    cancelled = None
+    cancelled, seen = None, {}
     try:
         deadline = time.monotonic() + 1800
         while sm.poll() is None and time.monotonic() < deadline:
+            queue = _squeue(env)
+            seen.update({j[0]: j for j in queue})
             if cancelled is None:
-                job = next((j for j in _squeue(env) if "attention_scores" in j[1] and j[2] == "RUNNING"), None)
+                job = next((j for j in queue if "attention_scores" in j[1] and j[2] == "RUNNING"), None)
                 shards = sorted((work / SCORES).glob("shard-*.npz"))
                 if job and shards:
                     subprocess.run(["scancel", job[0]], env=env, check=True, timeout=30)
@@ -128,12 +130,10 @@ def runs(cluster, tmp_path_factory):
     reader.join(timeout=60)
     out = "".join(out_lines)
     assert local.returncode == 0, (root / "local.log").read_text()[-4000:]
-    queue = subprocess.run(["squeue", "--states=all", "-h", "-o", "%k|%b|%T"], env=env, capture_output=True, text=True,
-                           timeout=30).stdout.splitlines()
     t_all = time.monotonic() - t0
     print(f"\nwall time: SLURM run {t_slurm:.0f} s, with the local run alongside {t_all:.0f} s")
     return {"root": root, "work": work, "local": root / "local", "rc": sm.returncode, "out": out,
-            "cancelled": cancelled, "queue": queue, "t_slurm": t_slurm}
+            "cancelled": cancelled, "jobs": list(seen.values()), "t_slurm": t_slurm}
 
 
 def test_the_slurm_run_finishes(runs):
@@ -161,7 +161,6 @@ def test_a_cancelled_attention_job_resumes_from_its_shards(runs):
 
 
 def test_cpu_only_mode_asks_for_no_gpu(runs):
-    """squeue still lists the finished jobs (MinJobAge): the model jobs ran without GRES."""
-    model_jobs = [line for line in runs["queue"] if "attention_scores" in line or "rerank_text" in line]
-    assert len(model_jobs) >= 3  # attention_scores twice (cancelled, resubmitted), rerank_text
-    assert all(line.split("|")[1] == "N/A" for line in model_jobs), model_jobs
+    model_jobs = [j for j in runs["jobs"] if "attention_scores" in j[1] or "rerank_text" in j[1]]
+    assert {j[1].split("_wildcards")[0] for j in model_jobs} == {"rule_attention_scores", "rule_rerank_text"}
+    assert all(j[3] == "N/A" for j in model_jobs), model_jobs  # no GRES: no --gpus

@@ -23,7 +23,7 @@ from pathlib import Path
 from attnrank.errors import InputError
 
 MB = 1 << 20
-TORCH_MB = 1500  # a Python process with torch and transformers imported
+TORCH_MB = 2500  # a Python process with torch and transformers imported (and a CUDA context on a GPU)
 FIRST_STAGE_MB = 2000  # a Python process with the BM25 index's JVM or a small dense encoder
 UNPREPARED_MODEL_MB = 16000  # planning guess for a model that is not prepared yet (re-sized once it is)
 
