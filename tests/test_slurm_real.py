@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = REPO / ".ci" / "slurm-cluster.sh"
 CONFIG = {
     "cache_dir": str(REPO / ".cache"),
-    "datasets": {"tiny": {"source": "synthetic", "split": "test", "n_docs": 96, "n_queries": 24}},
+    "datasets": {"tiny": {"source": "synthetic", "split": "test", "n_docs": 120, "n_queries": 48}},
     "retrievers": {"bm25": {"kind": "bm25", "depth": 20}},
     "candidates": {"depth": 8, "max_doc_words": 40, "retrievers": ["bm25"]},
     # big enough for the attention pass to take a few seconds after its first shard (time to cancel it)
@@ -107,19 +107,22 @@ def runs(cluster, tmp_path_factory):
     out_lines = []
     reader = threading.Thread(target=lambda: out_lines.extend(sm.stdout), daemon=True)
     reader.start()
-    cancelled, seen = None, {}
+    cancelled, seen, attention, polled = None, {}, None, 0.0
     try:
         deadline = time.monotonic() + 1800
         while sm.poll() is None and time.monotonic() < deadline:
-            queue = _squeue(env)
-            seen.update({j[0]: j for j in queue})
-            if cancelled is None:
-                job = next((j for j in queue if "attention_scores" in j[1] and j[2] == "RUNNING"), None)
+            if time.monotonic() - polled > 0.5:
+                queue, polled = _squeue(env), time.monotonic()
+                seen.update({j[0]: j for j in queue})
+                if attention is None:
+                    attention = next((j[0] for j in queue if "attention_scores" in j[1] and j[2] == "RUNNING"), None)
+            if attention is not None and cancelled is None:
+                # cancel as soon as the first shard is written: a tight loop on the file system, no squeue call
                 shards = sorted((work / SCORES).glob("shard-*.npz"))
-                if job and shards:
-                    subprocess.run(["scancel", job[0]], env=env, check=True, timeout=30)
-                    cancelled = {"job": job[0], "shards": len(shards), "complete": (work / SCORES / "manifest.json").exists()}
-            time.sleep(0.05)
+                if shards:
+                    subprocess.run(["scancel", attention], env=env, check=True, timeout=30)
+                    cancelled = {"job": attention, "shards": len(shards), "complete": (work / SCORES / "manifest.json").exists()}
+            time.sleep(0.01 if attention is not None and cancelled is None else 0.1)
         t_slurm = time.monotonic() - t0
         local.wait(timeout=max(1, deadline - time.monotonic()))
     finally:
