@@ -30,6 +30,6 @@ def test_function_closure_follows_own_module_helpers():
     from attnrank.codehash import function_closure_hash
 
     h_icr = function_closure_hash(methods.METHODS["icr"])
-    h_qr = function_closure_hash(methods.METHODS["qr"])
+    h_qr = function_closure_hash(methods.METHODS["qrhead"])
     assert h_icr != h_qr
     assert h_icr == function_closure_hash(methods.METHODS["icr"])  # stable

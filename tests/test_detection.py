@@ -162,9 +162,10 @@ def test_detection_samples_feed_head_scoring(tiny):
         raw[2, 1, g["label"].to_numpy() == 1] += 0.2  # head (2, 1) finds the positive wherever it is
         raw[0, 0] += 0.5  # head (0, 0) attends to everything (high QR, no contrast)
         samples.append(QueryScores(sid, g["docid"].to_list(), raw.astype(np.float32), np.zeros_like(raw, np.float32),
-                                   np.zeros((3, k), np.float32), np.arange(k, dtype=np.int32), np.ones(k, np.int32)))
+                                   np.zeros((3, k), np.float32), np.arange(k, dtype=np.int32), np.ones(k, np.int32),
+                                   masked_head=raw.astype(np.float32)))
     heads = score_heads(samples, positive_labels(det), temperature=0.05)
     assert len(samples) == 15
     best = heads.sort("core_rank").row(0, named=True)
     assert (best["layer"], best["head"]) == (2, 1)
-    assert heads.sort("qr_rank").row(0, named=True)["layer"] == 0
+    assert heads.sort("qr_mass_rank").row(0, named=True)["layer"] == 0
