@@ -138,3 +138,15 @@ def plot_heatmap(df: pl.DataFrame, column: str, path: str | Path, title: str | N
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def provenance(model: str, order: str, temperature: float, detection: dict, prompt: dict, manifest: dict,
+               n_samples: int) -> dict:
+    """Where a head table comes from (written beside it): model, the detection set's spec and sample count, the
+    prompt order and settings the detection prompts were built with, the CoRe temperature, the score cache hash."""
+    return {
+        "model": model, "order": order, "core_temperature": float(temperature), "detection": detection,
+        "n_samples": int(n_samples), "prompt": prompt, "score_cache": manifest.get("config_hash"),
+        "rankings": {"qr_mass": "mean raw attention mass on the positive", "qrhead": f"mean nDCG@{NDCG_AT} of each head's masked calibrated score",
+                     "core": "mean softmax probability of the positive over raw mass / temperature"},
+    }

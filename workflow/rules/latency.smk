@@ -17,7 +17,7 @@ rule latency:
     params:
         methods=CFG["methods"],
         family=FAMILY,
-        prompt=CFG["prompt"],
+        prompt=prompt_cfg(ALL_ORDERS[0] if ALL_ORDERS else CFG["prompt"]["order"]),
         sample=CFG.get("latency", {}),
         code={m: method_code(m) for m in CFG["methods"]},
         cache_dir=CFG["cache_dir"],
