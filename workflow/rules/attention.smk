@@ -165,6 +165,8 @@ rule rerank_attention:
     params:
         spec=lambda w: CFG["methods"][w.method],
         code=lambda w: method_code(w.method),
+        # the grid settings a protocol preset is compared with (only for methods that name one)
+        grid=lambda w: {k: CFG.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")} if CFG["methods"][w.method].get("protocol") else {},
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}"),
     benchmark:

@@ -3,6 +3,9 @@ import attnrank.config
 
 # Everything checkable before a job runs (attnrank.config.validate); a bad config stops here with one line.
 CFG = attnrank.config.validate_or_exit(config)
+import attnrank.protocols
+
+CFG["methods"] = attnrank.protocols.expand(CFG["methods"])  # a method's `protocol` preset fills its unset keys
 R = "results"
 NAME = "[A-Za-z0-9_.-]+"
 
