@@ -169,3 +169,25 @@ def test_detection_samples_feed_head_scoring(tiny):
     best = heads.sort("core_rank").row(0, named=True)
     assert (best["layer"], best["head"]) == (2, 1)
     assert heads.sort("qr_mass_rank").row(0, named=True)["layer"] == 0
+
+
+def test_sampled_negatives_come_from_the_filtered_pool(tiny):
+    """negatives='sample' (CoRe): n_negatives drawn from the candidates below the positive, same filter, seeded."""
+    ds, run = tiny
+    hard = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=1)
+    samp = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=1, negatives="sample")
+    again = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=1, negatives="sample")
+    assert samp.equals(again)
+    assert set(samp["orig_qid"]) == set(hard["orig_qid"])
+    scores = dict(zip(zip(run["qid"], run["docid"]), run["score"]))
+    differs = False
+    for q, g in samp.group_by("orig_qid"):
+        pos = g.filter(pl.col("label") == 1)
+        neg = g.filter(pl.col("label") == 0)
+        assert neg.height == 4
+        assert all(scores[(q[0], d)] < scores[(q[0], pos["docid"][0])] for d in neg["docid"])  # below the positive
+        assert neg["score"].to_list() == sorted(neg["score"].to_list(), reverse=True)  # first-stage order kept
+        differs |= set(neg["docid"]) != set(hard.filter((pl.col("orig_qid") == q[0]) & (pl.col("label") == 0))["docid"])
+    assert differs  # not simply the hardest
+    with pytest.raises(InputError, match="detection.negatives"):
+        build_detection_set(ds.queries, ds.qrels, run, ds.corpus, negatives="random")
