@@ -438,7 +438,7 @@ def reference_scores(
         keep = c > c.mean() - 2 * torch.std(c) if c.numel() >= 2 else torch.ones_like(c, dtype=torch.bool)
         return float((c * keep).sum())
 
-    cal_tok = tokens["query"].double() - tokens["na"].double()
+    cal_tok = tokens["query"][..., :pl].double() - tokens["na"][..., :pl].double()
     for j, (s, e) in enumerate(p.doc_spans):
         for l in range(n):
             ml[l, j] = masked(cal_tok[l, :, s:e].sum(0)) if e > s else 0.0
