@@ -192,7 +192,7 @@ def test_bad_params_name_the_key(heads_table):
         methods.rank([s], "nope", {}, None, name="foo")
     with pytest.raises(InputError, match=r"methods.core8.k_heads: 100 heads asked, only 24"):
         methods.rank([s], "core", {"k_heads": 100}, a, name="core8")
-    with pytest.raises(InputError, match=r"methods.core8.k_heads: must be an integer >= 1"):
+    with pytest.raises(InputError, match=r"methods.core8.k_heads: expected an integer >= 1, got 0"):
         methods.rank([s], "core", {"k_heads": 0}, a, name="core8")
     with pytest.raises(InputError, match=r"methods.core8.heads: method kind 'core' needs the 'heads' artifact"):
         methods.rank([s], "core", {"k_heads": 2}, None, name="core8")

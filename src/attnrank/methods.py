@@ -110,7 +110,7 @@ def _err(params: dict, kind: str, key: str, msg: str) -> InputError:
 
 def _check_kind(kind: str, name: str) -> None:
     if kind in RENAMED:
-        raise InputError(f"methods.{name}.kind: {RENAMED[kind]}")
+        raise ParamError(f"methods.{name}.kind", RENAMED[kind])
     if kind not in METHODS:
         raise InputError(f"methods.{name}.kind: unknown method kind {kind!r} (known: {sorted(METHODS)})")
 
