@@ -98,12 +98,13 @@ BAD_CONFIGS = {
         "config key 'methods.sel.width': expected an integer >= 1, got 0",
     ),
     "k_heads a string": (
-        with_methods({"qr16": {"kind": "qr", "k_heads": "4"}}),
+        with_methods({"qr16": {"kind": "qr-mass", "k_heads": "4"}}),
         "config key 'methods.qr16.k_heads': expected an integer >= 1, got '4'",
     ),
-    "k_heads missing": (
-        with_methods({"qr16": {"kind": "qr"}}),
-        "config key 'methods.qr16.k_heads': required for kind 'qr' (number of heads to aggregate)",
+    "old kind qr": (
+        with_methods({"qr16": {"kind": "qr", "k_heads": 16}}),
+        "config key 'methods.qr16.kind': kind 'qr' was renamed: use 'qr-mass' (heads ranked by attention mass on the "
+        "gold document, the QR baseline of the CoRe paper) or 'qrhead' (QRHead: heads ranked by their own nDCG@10)",
     ),
     "calibration unknown": (
         with_methods({"icr2": {"kind": "icr", "calibration": "nah"}}),
@@ -115,11 +116,11 @@ BAD_CONFIGS = {
     ),
     "attention unknown param": (
         with_methods({"icr": {"kind": "icr", "k_heads": 4}}),
-        "config key 'methods.icr.k_heads': unknown parameter for kind 'icr' (allowed: calibration, max_layer, prune)",
+        "config key 'methods.icr.k_heads': unknown parameter for kind 'icr' (allowed: calibration, max_layer, order, prune)",
     ),
     "unknown kind": (
         with_methods({"x": {"kind": "icrr"}}),
-        "config key 'methods.x.kind': unknown kind 'icrr' (attention: ['core', 'headrank', 'icr', 'qr', 'selective']; "
+        "config key 'methods.x.kind': unknown kind 'icrr' (attention: ['core', 'headrank', 'icr', 'qr-mass', 'qrhead', 'selective']; "
         "text: ['rankgpt', 'yesno', 'qlm', 'setwise'])",
     ),
     # text params: names and values, named by the method's name, not its kind
@@ -153,8 +154,8 @@ BAD_CONFIGS = {
         "config key 'methods.hr.lr': must be > 0, got -1",
     ),
     "method needs a section": (
-        with_(models=TINY, methods={"qr": {"kind": "qr", "k_heads": 2}}),
-        "config key 'methods.qr': kind 'qr' needs the 'detection' section",
+        with_(models=TINY, methods={"qr": {"kind": "qr-mass", "k_heads": 2}}),
+        "config key 'methods.qr': kind 'qr-mass' needs the 'detection' section",
     ),
     # evaluation
     "unknown metric": (

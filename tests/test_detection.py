@@ -162,9 +162,32 @@ def test_detection_samples_feed_head_scoring(tiny):
         raw[2, 1, g["label"].to_numpy() == 1] += 0.2  # head (2, 1) finds the positive wherever it is
         raw[0, 0] += 0.5  # head (0, 0) attends to everything (high QR, no contrast)
         samples.append(QueryScores(sid, g["docid"].to_list(), raw.astype(np.float32), np.zeros_like(raw, np.float32),
-                                   np.zeros((3, k), np.float32), np.arange(k, dtype=np.int32), np.ones(k, np.int32)))
+                                   np.zeros((3, k), np.float32), np.arange(k, dtype=np.int32), np.ones(k, np.int32),
+                                   masked_head=raw.astype(np.float32)))
     heads = score_heads(samples, positive_labels(det), temperature=0.05)
     assert len(samples) == 15
     best = heads.sort("core_rank").row(0, named=True)
     assert (best["layer"], best["head"]) == (2, 1)
-    assert heads.sort("qr_rank").row(0, named=True)["layer"] == 0
+    assert heads.sort("qr_mass_rank").row(0, named=True)["layer"] == 0
+
+
+def test_sampled_negatives_come_from_the_filtered_pool(tiny):
+    """negatives='sample' (CoRe): n_negatives drawn from the candidates below the positive, same filter, seeded."""
+    ds, run = tiny
+    hard = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=1)
+    samp = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=1, negatives="sample")
+    again = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=1, negatives="sample")
+    assert samp.equals(again)
+    assert set(samp["orig_qid"]) == set(hard["orig_qid"])
+    scores = dict(zip(zip(run["qid"], run["docid"]), run["score"]))
+    differs = False
+    for q, g in samp.group_by("orig_qid"):
+        pos = g.filter(pl.col("label") == 1)
+        neg = g.filter(pl.col("label") == 0)
+        assert neg.height == 4
+        assert all(scores[(q[0], d)] < scores[(q[0], pos["docid"][0])] for d in neg["docid"])  # below the positive
+        assert neg["score"].to_list() == sorted(neg["score"].to_list(), reverse=True)  # first-stage order kept
+        differs |= set(neg["docid"]) != set(hard.filter((pl.col("orig_qid") == q[0]) & (pl.col("label") == 0))["docid"])
+    assert differs  # not simply the hardest
+    with pytest.raises(InputError, match="detection.negatives"):
+        build_detection_set(ds.queries, ds.qrels, run, ds.corpus, negatives="random")

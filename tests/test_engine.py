@@ -36,6 +36,9 @@ def assert_same(a, b, atol=ATOL):
     np.testing.assert_allclose(a.raw, b.raw, atol=atol, rtol=0)
     np.testing.assert_allclose(a.na, b.na, atol=atol, rtol=0)
     np.testing.assert_allclose(a.masked_prefix, b.masked_prefix, atol=atol, rtol=0)
+    for name in ("masked_head", "masked_layer"):  # per-head / per-layer masked calibration, computed in the pass
+        if getattr(a, name) is not None and getattr(b, name) is not None:
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=atol, rtol=0)
     np.testing.assert_array_equal(a.positions, b.positions)
     np.testing.assert_array_equal(a.n_tokens, b.n_tokens)
 

@@ -44,10 +44,17 @@ def test_profile_equals_hand_computed_ndcg():
         for layer, r in ((0, rel + 1), (1, k - rel), (2, 1)):
             expect[layer] += (1 / math.log2(r + 1) if r <= 10 else 0.0) / 4
     qrels = pl.DataFrame(rows + [("other", "x", 1)], schema={"qid": pl.String, "docid": pl.String, "relevance": pl.Int32}, orient="row")
-    prof = profile_layers(scores, qrels)
+    prof = profile_layers(scores, qrels, calibration="na")
     assert prof.columns == ["layer", "ndcg@10"]
     assert prof["layer"].to_list() == [0, 1, 2]
     np.testing.assert_allclose(prof["ndcg@10"].to_numpy(), expect, rtol=1e-9)
+    # the default profiles each layer's masked calibration (QueryScores.masked_layer): plant it, get the same nDCG
+    from dataclasses import replace
+
+    masked = [replace(s, masked_layer=(s.raw - s.na).sum(1)) for s in scores]
+    np.testing.assert_allclose(profile_layers(masked, qrels)["ndcg@10"].to_numpy(), expect, rtol=1e-9)
+    with pytest.raises(InputError, match="'masked' needs per-layer masked scores"):
+        profile_layers(scores, qrels)
 
 
 def test_profile_bad_input(caplog):

@@ -38,7 +38,7 @@ def heads_table() -> pl.DataFrame:
     qr = np.arange(L * H, dtype=float).reshape(L, H)
     core = np.zeros((L, H))
     core[1, 3], core[0, 2], core[4, 0], core[2, 1] = 0.9, 0.8, 0.7, 0.6
-    return head_table(qr, core)
+    return head_table({"qr_mass": qr, "qrhead": qr, "core": core})
 
 
 def direct_heads(s: QueryScores, pairs, calibrated=True) -> np.ndarray:
@@ -54,9 +54,10 @@ def direct_layers(s: QueryScores, layers, calibrated=True) -> np.ndarray:
 
 
 def test_registry_kinds_and_needs():
-    assert {"icr", "qr", "core", "selective", "headrank"} <= set(methods.METHODS)
+    assert {"icr", "qrhead", "qr-mass", "core", "selective", "headrank"} <= set(methods.METHODS)
+    assert "qr" not in methods.METHODS
     assert methods.needs("icr") == set()
-    assert methods.needs("qr") == methods.needs("core") == {"heads"}
+    assert methods.needs("qrhead") == methods.needs("qr-mass") == methods.needs("core") == {"heads"}
     assert methods.needs("selective") == {"window"}
     assert methods.needs("headrank") == {"weights"}
 
@@ -83,8 +84,8 @@ def test_qr_and_core_use_their_own_top_heads(heads_table):
     qr_top3 = [(5, 3), (5, 2), (5, 1)]
     core_top3 = [(1, 3), (0, 2), (4, 0)]
     a = {"heads": heads_table}
-    np.testing.assert_allclose(methods.aggregate(s, "qr", {"k_heads": 3}, a), direct_heads(s, qr_top3), rtol=1e-6)
-    np.testing.assert_allclose(methods.aggregate(s, "core", {"k_heads": 3}, a), direct_heads(s, core_top3), rtol=1e-6)
+    np.testing.assert_allclose(methods.aggregate(s, "qr-mass", {"k_heads": 3, "calibration": "na"}, a), direct_heads(s, qr_top3), rtol=1e-6)
+    np.testing.assert_allclose(methods.aggregate(s, "core", {"k_heads": 3, "calibration": "na"}, a), direct_heads(s, core_top3), rtol=1e-6)
     np.testing.assert_allclose(
         methods.aggregate(s, "core", {"k_heads": 3, "calibration": "none"}, a), direct_heads(s, core_top3, False), rtol=1e-6
     )
@@ -95,28 +96,29 @@ def test_pruned_head_methods_pick_heads_below_the_cut(heads_table):
     a = {"heads": heads_table}
     # QR, layers 0..2 only: best are (2,3), (2,2)
     np.testing.assert_allclose(
-        methods.aggregate(s, "qr", {"k_heads": 2, "max_layer": 2}, a), direct_heads(s, [(2, 3), (2, 2)]), rtol=1e-6
+        methods.aggregate(s, "qr-mass", {"k_heads": 2, "max_layer": 2, "calibration": "na"}, a), direct_heads(s, [(2, 3), (2, 2)]), rtol=1e-6
     )
     # CoRe, layers 0..1: (1,3), (0,2), then ties at 0 broken by (layer, head): (0,0)
     np.testing.assert_allclose(
-        methods.aggregate(s, "core", {"k_heads": 3, "max_layer": 1}, a), direct_heads(s, [(1, 3), (0, 2), (0, 0)]), rtol=1e-6
+        methods.aggregate(s, "core", {"k_heads": 3, "max_layer": 1, "calibration": "na"}, a), direct_heads(s, [(1, 3), (0, 2), (0, 0)]), rtol=1e-6
     )
 
 
 def test_selective_window_and_cut():
     s = make_scores("q1", 4)
-    np.testing.assert_allclose(methods.aggregate(s, "selective", {}, {"window": (2, 4)}), direct_layers(s, [2, 3, 4]), rtol=1e-6)
+    np.testing.assert_allclose(methods.aggregate(s, "selective", {"calibration": "na"}, {"window": (2, 4)}), direct_layers(s, [2, 3, 4]), rtol=1e-6)
     np.testing.assert_allclose(
-        methods.aggregate(s, "selective", {}, {"window": {"first_layer": 1, "last_layer": 2}}), direct_layers(s, [1, 2]), rtol=1e-6
+        methods.aggregate(s, "selective", {"calibration": "na"}, {"window": {"first_layer": 1, "last_layer": 2}}), direct_layers(s, [1, 2]), rtol=1e-6
     )
     np.testing.assert_allclose(
-        methods.aggregate(s, "selective", {"max_layer": 3}, {"window": (2, 5)}), direct_layers(s, [2, 3]), rtol=1e-6
+        methods.aggregate(s, "selective", {"max_layer": 3, "calibration": "na"}, {"window": (2, 5)}), direct_layers(s, [2, 3]), rtol=1e-6
     )
     np.testing.assert_allclose(
         methods.aggregate(s, "selective", {"calibration": "masked"}, {"window": (0, 3)}), s.masked_prefix[3]
     )
-    with pytest.raises(InputError, match=r"methods.sel.calibration"):
-        methods.aggregate(s, "selective", {"calibration": "masked"}, {"window": (1, 3)}, name="sel")
+    # a window not starting at layer 0 needs the per-head token scores, which this cache lacks
+    with pytest.raises(InputError, match=r"methods.sel.calibration: 'masked'.*engine.token_scores"):
+        methods.aggregate(s, "selective", {}, {"window": (1, 3)}, name="sel")
 
 
 def test_headrank_delegates_lazily(monkeypatch):
@@ -156,7 +158,7 @@ def test_headrank_delegates_lazily(monkeypatch):
 
 def test_rank_frame_order_and_values(heads_table):
     scores = [make_scores("qa", 6), make_scores("qb", 7)]
-    run = methods.rank(scores, "core", {"k_heads": 2}, {"heads": heads_table}, name="core2")
+    run = methods.rank(scores, "core", {"k_heads": 2, "calibration": "na"}, {"heads": heads_table}, name="core2")
     assert run.columns == ["qid", "docid", "score"]
     assert run["qid"].to_list() == ["qa"] * K + ["qb"] * K
     assert run["docid"].to_list() == scores[0].docids + scores[1].docids
@@ -170,11 +172,11 @@ def test_required_depth(heads_table):
     assert methods.required_depth("icr", {}, None, None) is None
     assert methods.required_depth("icr", {"max_layer": 2}, None, L) == 3
     assert methods.required_depth("icr", {"prune": 0.5}, None, 24) == 12
-    assert methods.required_depth("qr", {"k_heads": 3}, a, L) == 6
+    assert methods.required_depth("qr-mass", {"k_heads": 3}, a, L) == 6
     assert methods.required_depth("core", {"k_heads": 2}, a, L) == 2
     assert methods.required_depth("core", {"k_heads": 3}, a, L) == 5
-    assert methods.required_depth("qr", {"k_heads": 3, "max_layer": 2}, a, L) == 3
-    assert methods.required_depth("qr", {"k_heads": 3}, None, L) is None
+    assert methods.required_depth("qr-mass", {"k_heads": 3, "max_layer": 2}, a, L) == 3
+    assert methods.required_depth("qr-mass", {"k_heads": 3}, None, L) is None
     assert methods.required_depth("selective", {}, {"window": (1, 3)}, L) == 4
     assert methods.required_depth("selective", {}, None, L) is None
     assert methods.required_depth("selective", {"max_layer": 2}, {"window": (1, 3)}, L) == 3
@@ -190,8 +192,8 @@ def test_bad_params_name_the_key(heads_table):
         methods.rank([s], "nope", {}, None, name="foo")
     with pytest.raises(InputError, match=r"methods.core8.k_heads: 100 heads asked, only 24"):
         methods.rank([s], "core", {"k_heads": 100}, a, name="core8")
-    with pytest.raises(InputError, match=r"methods.core8.k_heads: required"):
-        methods.rank([s], "core", {}, a, name="core8")
+    with pytest.raises(InputError, match=r"methods.core8.k_heads: expected an integer >= 1, got 0"):
+        methods.rank([s], "core", {"k_heads": 0}, a, name="core8")
     with pytest.raises(InputError, match=r"methods.core8.heads: method kind 'core' needs the 'heads' artifact"):
         methods.rank([s], "core", {"k_heads": 2}, None, name="core8")
     with pytest.raises(InputError, match=r"methods.icr.calibration"):
@@ -205,15 +207,17 @@ def test_bad_params_name_the_key(heads_table):
     with pytest.raises(InputError, match=r"methods.icr.prune"):
         methods.required_depth("icr", {"prune": 1.5}, None, L)
     # head index out of range: a head table from a model with more heads per layer
-    wide = head_table(np.arange(L * 8, dtype=float).reshape(L, 8), np.zeros((L, 8)))
+    w8 = np.arange(L * 8, dtype=float).reshape(L, 8)
+    wide = head_table({"qr_mass": w8, "qrhead": w8, "core": np.zeros((L, 8))})
     with pytest.raises(InputError, match=r"methods.qr4.heads: head \(5, 7\) is out of range"):
-        methods.rank([s], "qr", {"k_heads": 4}, {"heads": wide}, name="qr4")
+        methods.rank([s], "qr-mass", {"k_heads": 4}, {"heads": wide}, name="qr4")
     # a head deeper than the model / the cache
-    deep = head_table(np.arange(10 * H, dtype=float).reshape(10, H), np.zeros((10, H)))
+    d10 = np.arange(10 * H, dtype=float).reshape(10, H)
+    deep = head_table({"qr_mass": d10, "qrhead": d10, "core": np.zeros((10, H))})
     with pytest.raises(InputError, match=r"methods.qr4.heads: needs 10 layers"):
-        methods.rank([s], "qr", {"k_heads": 4}, {"heads": deep}, name="qr4")
+        methods.rank([s], "qr-mass", {"k_heads": 4}, {"heads": deep}, name="qr4")
     with pytest.raises(InputError, match=r"methods.qr4.heads: needs 10 layers but the model has 6"):
-        methods.required_depth("qr", {"k_heads": 4, "name": "qr4"}, {"heads": deep}, L)
+        methods.required_depth("qr-mass", {"k_heads": 4, "name": "qr4"}, {"heads": deep}, L)
     # window wider than the model / reversed / removed by the cut
     with pytest.raises(InputError, match=r"methods.sel.window: \(2, 9\) reaches beyond"):
         methods.rank([s], "selective", {}, {"window": (2, 9)}, name="sel")
@@ -226,7 +230,7 @@ def test_bad_params_name_the_key(heads_table):
 def test_engine_depth_too_shallow_is_an_error(heads_table):
     shallow = make_scores("q1", 9, n_layers=3)
     with pytest.raises(InputError, match=r"methods.qr3.heads: needs 6 layers but the score cache of query 'q1' has 3"):
-        methods.rank([shallow], "qr", {"k_heads": 3}, {"heads": heads_table}, name="qr3")
+        methods.rank([shallow], "qr-mass", {"k_heads": 3}, {"heads": heads_table}, name="qr3")
     with pytest.raises(InputError, match=r"methods.icr.max_layer: needs 5 layers"):
         methods.rank([shallow], "icr", {"max_layer": 4}, None)
 
@@ -239,3 +243,51 @@ def test_headrank_with_the_real_module():
     got = methods.aggregate(s, "headrank", {}, {"weights": w})
     np.testing.assert_allclose(got, hr.aggregate(s, w, depth=3), rtol=1e-12)
     np.testing.assert_allclose(got, hr.aggregate(s, w), rtol=1e-12)  # layers beyond 3 carry no weight
+
+
+def with_tokens(s: QueryScores, seed: int, n_tok: int = 6) -> QueryScores:
+    """``s`` with random per-head token scores (one planted outlier token per document) and matching n_tokens."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(seed)
+    tok = rng.random((s.n_layers, s.n_heads, n_tok * K))
+    tok[..., ::n_tok] -= 5.0  # the first token of each document is far below the rest in every head
+    return replace(s, tokens=tok.astype(np.float32), n_tokens=np.full(K, n_tok, np.int32))
+
+
+def direct_masked(s: QueryScores, pairs) -> np.ndarray:
+    """By hand: sum the chosen heads' tokens, then per document drop tokens <= mean - 2 std, sum the rest."""
+    c = sum(s.tokens[l, h].astype(float) for l, h in pairs)
+    out, start = [], 0
+    for n in s.n_tokens:
+        d = c[start : start + n]
+        start += n
+        thr = d.mean() - 2 * d.std(ddof=1)
+        out.append(sum(x for x in d if x > thr))
+    return np.array(out)
+
+
+def test_head_methods_default_to_masked_calibration_over_their_heads(heads_table):
+    s = with_tokens(make_scores("q1", 5), 5)
+    a = {"heads": heads_table}
+    np.testing.assert_allclose(methods.aggregate(s, "qrhead", {"k_heads": 3}, a), direct_masked(s, [(5, 3), (5, 2), (5, 1)]), rtol=1e-9)
+    np.testing.assert_allclose(methods.aggregate(s, "qr-mass", {"k_heads": 2}, a), direct_masked(s, [(5, 3), (5, 2)]), rtol=1e-9)
+    np.testing.assert_allclose(methods.aggregate(s, "core", {"k_heads": 2}, a), direct_masked(s, [(1, 3), (0, 2)]), rtol=1e-9)
+    np.testing.assert_allclose(methods.aggregate(s, "selective", {}, {"window": (2, 3)}),
+                               direct_masked(s, [(l, h) for l in (2, 3) for h in range(H)]), rtol=1e-9)
+    # the planted outliers are really dropped: masked differs from the plain token sum
+    plain = direct_masked(s, [(1, 3)]) - 0
+    assert not np.allclose(plain, [s.tokens[1, 3, j * 6 : j * 6 + 6].sum() for j in range(K)])
+    # defaults: CoRe 8 heads (paper), QRHead 16 (paper, <= 8B models)
+    assert len(methods.describe("core", {}, a)["heads"]) == 8
+    assert len(methods.describe("qrhead", {}, a)["heads"]) == 16
+
+
+def test_old_qr_kind_and_core_temperature_are_checked(heads_table):
+    with pytest.raises(InputError, match=r"methods.qr.kind: kind 'qr' was renamed: use 'qr-mass'.*'qrhead'"):
+        methods.validate("qr", {"k_heads": 4}, "qr")
+    tab = head_table({"qr_mass": np.ones((L, H)), "qrhead": np.ones((L, H)), "core": np.ones((L, H))}, temperature=0.1)
+    s = make_scores("q1", 6)
+    methods.aggregate(s, "core", {"temperature": 0.1, "calibration": "na"}, {"heads": tab})
+    with pytest.raises(InputError, match=r"methods.c.temperature: 0.001 asked, but the head table was ranked at temperature \[0.1\]"):
+        methods.aggregate(s, "core", {"temperature": 0.001, "calibration": "na"}, {"heads": tab}, name="c")

@@ -45,7 +45,19 @@ def test_paper_config_is_valid_and_covers_the_grid(cfg):
         "Qwen/Qwen3-8B",
     }
     kinds = sorted(m["kind"] for m in cfg["methods"].values())
-    assert kinds == sorted(["icr", "icr", "qr", "core", "selective", "headrank", "rankgpt", "yesno", "qlm", "setwise"])
+    assert kinds == sorted(["icr", "icr", "qrhead", "qr-mass", "core", "core", "selective", "headrank", "rankgpt", "yesno",
+                            "qlm", "setwise"])
+    # the papers' fixed settings: candidates, truncation by words, CoRe's detection set and temperatures
+    assert (cfg["candidates"]["depth"], cfg["candidates"]["max_doc_words"], cfg["prompt"]["doc_max_tokens"]) == (100, 300, None)
+    det = cfg["detection"]
+    assert (det["n_queries"], det["n_negatives"], det["positions"]) == (1000, 49, 5)
+    assert cfg["retrievers"][det["retriever"]]["model"] == "ibm-granite/granite-embedding-30m-english"
+    assert cfg["models"]["mistral-7b"]["core_temperature"] == 0.001 and cfg["models"]["llama-3.1-8b"]["core_temperature"] == 0.1
+    from attnrank import protocols
+
+    methods = protocols.expand(cfg["methods"])
+    assert (methods["core"]["order"], methods["core"]["k_heads"]) == ("retrieval", 8)
+    assert (methods["qrhead"]["order"], methods["qrhead"]["k_heads"]) == ("reversed", 16)
 
 
 def test_paper_dry_run_job_counts(cfg, tmp_path):
@@ -70,16 +82,47 @@ def test_paper_dry_run_job_counts(cfg, tmp_path):
     n_models, n_methods = len(cfg["models"]), len(cfg["methods"])
     retrievers = cfg["candidates"]["retrievers"]
     evaluated = [d for d, v in cfg["datasets"].items() if v["evaluate"]]
-    n_attention = sum(1 for m in cfg["methods"].values() if m["kind"] in ("icr", "qr", "core", "selective", "headrank"))
-    assert (len(evaluated), n_models, n_methods, n_attention, len(retrievers)) == (40, 5, 10, 6, 1)
-    # one attention pass per model x evaluation dataset x first stage, plus one on the tuning split per model
-    assert jobs["attention_scores"] == n_models * (len(evaluated) + 1) * len(retrievers)
+    n_attention = sum(1 for m in cfg["methods"].values() if m["kind"] in ("icr", "qrhead", "qr-mass", "core", "selective", "headrank"))
+    assert (len(evaluated), n_models, n_methods, n_attention, len(retrievers)) == (40, 5, 12, 8, 1)
+    # one attention pass per model x evaluation dataset x candidate list x prompt order (reversed: the shared
+    # protocol; retrieval: CoRe's own), plus one on the tuning split per model (layer profile, HeadRank: reversed)
+    n_orders = 2
+    assert jobs["attention_scores"] == n_models * (len(evaluated) * n_orders + 1) * len(retrievers)
     assert jobs["rerank_attention"] == n_models * len(evaluated) * len(retrievers) * n_attention
     assert jobs["rerank_text"] == n_models * len(evaluated) * len(retrievers) * (n_methods - n_attention)
-    assert jobs["detection_scores"] == jobs["head_ranking"] == jobs["layer_profile"] == jobs["prepare_model"] == n_models
+    # heads detected once per model and order (each at the model's CoRe temperature); layers profiled in reversed order
+    assert jobs["detection_scores"] == jobs["head_ranking"] == n_models * n_orders
+    assert jobs["layer_profile"] == jobs["prepare_model"] == n_models
     assert jobs["dataset"] == len(cfg["datasets"]) and jobs["evaluate"] == len(evaluated)
+    # both first stages on every evaluation set, granite on the detection split (CoRe's negatives), BM25 on tuning
+    assert jobs["retrieve"] == 2 * len(evaluated) + 2
     assert jobs["latency"] == n_models  # one job per model times all its methods
     assert not (tmp_path / "results").exists() and not (tmp_path / "irds").exists()  # planning touched no data
+
+
+SHIPPED = [REPO / "config.yaml", *sorted(p for p in (REPO / "config").glob("*.yaml") if p.name != "paper.yaml")]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_dry_runs(path, tmp_path):
+    """Every shipped config plans without network; its job counts are printed (paper.yaml: the test above)."""
+    import yaml
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "IR_DATASETS_HOME": str(tmp_path / "irds"),
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+           "--configfile", str(path), "--replace-workflow-config", "--cores", "2"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = scheduled_jobs(proc)
+    print(f"\n{path.name} (snakemake -n): " + ", ".join(f"{r} {n}" for r, n in jobs.items()))
+    cfg = config.load(str(path))
+    assert jobs.get("tables") == 1
+    if cfg["models"] and any(m["kind"] in ("icr", "qrhead", "qr-mass", "core", "selective") for m in cfg["methods"].values()):
+        assert jobs.get("attention_scores", 0) >= 1 and jobs.get("rerank_attention", 0) >= 1
+    raw = yaml.safe_load(path.read_text())
+    if path.name == "config.yaml":  # the README's study grid is a real study: models, methods, detection, tuning
+        assert raw["models"] and len(raw["methods"]) >= 10 and "detection" in raw and "tuning" in raw
 
 
 # ---------------------------------------------------------------------------------------------------- BRIGHT

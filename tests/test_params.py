@@ -17,7 +17,7 @@ TYPED = [(kind, key, p) for kind, spec in SPECS.items() for key, p in spec.param
 
 
 def _cfg(kind, **p):
-    base = {"k_heads": 2} if kind in ("qr", "core") else {}
+    base = {"k_heads": 2} if kind in ("qr-mass", "qrhead", "core") else {}
     return {**BASE, "methods": {"my-method": {"kind": kind, **base, **p}}}
 
 

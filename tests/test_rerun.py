@@ -40,7 +40,7 @@ CONFIG = {
     "tuning": {"dataset": "tiny-train", "retriever": "bm25"},
     "methods": {
         "icr": {"kind": "icr"},
-        "qr": {"kind": "qr", "k_heads": 2},
+        "qr": {"kind": "qrhead", "k_heads": 2},
         "selective": {"kind": "selective", "width": 1},
         "headrank": {"kind": "headrank", "steps": 5},
         "yesno": {"kind": "yesno"},

@@ -30,7 +30,7 @@ CONFIG = {
     "prompt": {"doc_max_tokens": 24},
     "methods": {"icr": {"kind": "icr"}, "yesno": {"kind": "yesno"}},
 }
-TARGETS = ["results/rerank/tiny/tiny/bm25/icr.trec", "results/rerank/tiny/tiny/bm25/yesno.trec"]
+TARGETS = ["results/rerank/tiny/tiny/bm25/retrieval/icr.trec", "results/rerank/tiny/tiny/bm25/yesno.trec"]
 
 _COMMON = """
 import fcntl, json, os, subprocess, sys

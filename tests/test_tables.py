@@ -167,11 +167,11 @@ def test_bold_best_per_row_and_average_row():
     header = next(r for r in cells if r[0] == "Dataset")
     assert header == ["Dataset", "bm25", "dense", "same", "better", "worse"]  # configured method order
     means = {(r["dataset"], r["method"]): r["value"] for r in res.iter_rows(named=True)}
-    for d in (r"d\_one", r"d\_two", "Average"):
+    for d in (r"d\_one", r"d\_two", "Average (BEIR)"):
         row = dict(zip(header, row_of(cells, d)))
         assert row["better"].startswith(r"\textbf{")
         assert sum(c.startswith(r"\textbf{") for c in row.values()) == 1
-    avg = dict(zip(header, row_of(cells, "Average")))
+    avg = dict(zip(header, row_of(cells, "Average (BEIR)")))
     for m in ("bm25", "dense", "same", "better", "worse"):
         want = 100 * (means[("d_one", m)] + means[("d_two", m)]) / 2
         assert re.sub(r"\\textbf\{|\}", "", avg[m]) == f"{want:.1f}"
@@ -186,7 +186,7 @@ def test_ties_as_printed_are_all_bold_and_missing_cells_dash():
     cells = check_latex(tables.metric_table(res, "ndcg@10"))
     assert row_of(cells, "d") == ["d", "50.0", r"\textbf{70.0}", r"\textbf{70.0}"]
     assert row_of(cells, "e") == ["e", r"\textbf{15.0}", "--", "--"]
-    assert row_of(cells, "Average") == ["Average", r"\textbf{32.5}", "--", "--"]  # a and b lack dataset e
+    assert row_of(cells, "Average (BEIR)") == ["Average (BEIR)", r"\textbf{32.5}", "--", "--"]  # a and b lack dataset e
 
 
 def test_escaping_of_special_characters():
@@ -330,3 +330,26 @@ def test_tables_compile_with_pdflatex(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "t.pdf").stat().st_size > 0
     assert "Overfull" not in proc.stdout
+
+
+def test_averages_per_family_with_cqadupstack_as_one_row():
+    """CQADupStack's forums collapse into one row (their mean) that counts once in the BEIR average; TREC DL and
+    BRIGHT get their own averages; nothing is averaged across families."""
+    vals = {"scifact": 0.6, "cqadupstack-android": 0.2, "cqadupstack-gis": 0.4, "cqadupstack-tex": 0.3,
+            "trec-dl-2019": 0.7, "trec-dl-2020": 0.5, "bright-biology": 0.1, "bright-pony": 0.3}
+    pq = per_query({(d, "bm25", "-", "bm25"): [v, v] for d, v in vals.items()})
+    res = tables.results_frame(pq)
+    cells = check_latex(tables.metric_table(res, "ndcg@10"))
+    names = [r[0] for r in cells]
+    assert "CQADupStack" in names and not any(n.startswith("cqadupstack") for n in names)
+    assert row_of(cells, "CQADupStack")[1] == r"\textbf{30.0}"  # (20 + 40 + 30) / 3
+    assert row_of(cells, "Average (BEIR)")[1] == r"\textbf{45.0}"  # (60 + 30) / 2, not (60 + 20 + 40 + 30) / 4
+    assert row_of(cells, "Average (TREC DL)")[1] == r"\textbf{60.0}"
+    assert row_of(cells, "Average (BRIGHT)")[1] == r"\textbf{20.0}"
+    assert "Average" not in names  # never one mean across families
+    assert [tables.dataset_family(d) for d in ("nq", "trec-dl-2019", "bright-aops", "cqadupstack-tex")] == [
+        "BEIR", "TREC DL", "BRIGHT", "BEIR"]
+    # a family with one row has no average; a forum missing for a run leaves the CQADupStack cell empty
+    one = tables.results_frame(per_query({("scifact", "bm25", "-", "bm25"): [0.5, 0.5],
+                                          ("trec-dl-2019", "bm25", "-", "bm25"): [0.4, 0.4]}))
+    assert not any(r[0].startswith("Average") for r in check_latex(tables.metric_table(one, "ndcg@10")))

@@ -196,7 +196,7 @@ def test_score_shards_and_plots_respect_the_umask(tmp_path, umask):
 
     qs = QueryScores(qid="q", docids=["a", "b"], raw=np.zeros((1, 2, 2), np.float32), na=np.zeros((1, 2, 2), np.float32),
                      masked_prefix=np.zeros((1, 2), np.float32), positions=np.arange(2, dtype=np.int32), n_tokens=np.ones(2, np.int32))
-    scorecache._write_shard(tmp_path / "shard-00000.npz", [qs], "h")
+    scorecache._write_shard(tmp_path / "shard-00000.npz", [qs], "h", "code")
     table = pl.DataFrame({"layer": [0, 0], "head": [0, 1], "qr": [0.1, 0.2], "core": [0.3, 0.1]})
     heads.plot_heatmap(table, "qr", tmp_path / "qr.png", title="t")
     for name in ("shard-00000.npz", "qr.png"):

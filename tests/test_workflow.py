@@ -29,7 +29,8 @@ CONFIG = {
     "tuning": {"dataset": "tiny-train", "retriever": "bm25"},
     "methods": {
         "icr": {"kind": "icr"},
-        "qr": {"kind": "qr", "k_heads": 3},
+        "qr": {"kind": "qr-mass", "k_heads": 3, "calibration": "na"},
+        "qrhead": {"kind": "qrhead", "k_heads": 2},
         "yesno": {"kind": "yesno"},
     },
 }
@@ -51,7 +52,7 @@ def run_dir(tmp_path_factory):
 def test_pipeline_writes_tables(run_dir):
     csv = pl.read_csv(run_dir / "results" / "tables" / "results.csv")
     got = {(r["model"], r["method"], r["metric"]) for r in csv.iter_rows(named=True)}
-    for model, method in [("-", "bm25"), ("-", "dense"), ("tiny-llama", "icr"), ("tiny-llama", "qr"), ("tiny-llama", "yesno")]:
+    for model, method in [("-", "bm25"), ("-", "dense"), ("tiny-llama", "icr"), ("tiny-llama", "qr"), ("tiny-llama", "qrhead"), ("tiny-llama", "yesno")]:
         assert (model, method, "ndcg@10") in got, (model, method)
     ndcg = dict(csv.filter((pl.col("metric") == "ndcg@10") & (pl.col("model") == "-")).select("method", "value").iter_rows())
     assert ndcg["bm25"] > 0.3 and ndcg["dense"] > 0.3  # far above random on the synthetic topics
@@ -59,13 +60,13 @@ def test_pipeline_writes_tables(run_dir):
     cands = pl.read_parquet(run_dir / "results" / "candidates" / "tiny" / "bm25.parquet")
     assert cands.group_by("qid").len()["len"].max() == 5
     # heads used are written beside the run, and re-ranked runs keep the first-stage tail below the top-k
-    used = json.loads((run_dir / "results/rerank/tiny-llama/tiny/bm25/qr.json").read_text())
+    used = json.loads((run_dir / "results/rerank/tiny-llama/tiny/bm25/retrieval/qr.json").read_text())
     assert len(used["heads"]) == 3
     sel = used["selectivity"]  # HeadRank's middle-zone figure, written for every attention method
     assert sel["n_queries"] == 6 and sel["relevant_middle"] + sel["irrelevant_middle"] > 0
     from attnrank import io
 
-    rer = io.read_trec(run_dir / "results/rerank/tiny-llama/tiny/bm25/icr.trec")
+    rer = io.read_trec(run_dir / "results/rerank/tiny-llama/tiny/bm25/retrieval/icr.trec")
     first = io.read_trec(run_dir / "results/runs/tiny/bm25.trec")
     count = lambda run: dict(run.group_by("qid").len().iter_rows())  # noqa: E731
     assert count(rer) == count(first)
@@ -78,7 +79,7 @@ def test_pipeline_writes_tables(run_dir):
 def test_report_html(run_dir):
     snakemake(run_dir, CONFIG, "--report", "report.html")
     html = (run_dir / "report.html").read_text(errors="replace")
-    for name in ("qr.png", "core.png", "results.csv"):
+    for name in ("qrhead.png", "core.png", "results.csv", "position_bias.png"):
         assert name in html, name
 
 
@@ -93,7 +94,7 @@ def test_adding_a_dataset_schedules_only_its_jobs(run_dir):
     # the new dataset's chain (2 first stages, 1 attention pass, 3 re-rankings), its evaluation and the table
     assert jobs == {
         "dataset": 1, "bm25_index": 1, "retrieve": 2, "candidates": 1, "attention_scores": 1,
-        "rerank_attention": 2, "rerank_text": 1, "evaluate": 1, "tables": 1, "all": 1,
+        "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1,
     }, jobs
 
 
@@ -103,12 +104,12 @@ def test_adding_an_attention_method_needs_no_new_attention_pass(run_dir):
         c["methods"]["icr-pruned"] = {"kind": "icr", "max_layer": 0}
 
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(add), "-n"))
-    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "all": 1}, jobs
+    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1}, jobs
 
 
 def test_changing_one_methods_params_reruns_only_that_method(run_dir):
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(lambda c: c["methods"]["qr"].update(k_heads=2)), "-n"))
-    assert jobs == {"rerank_attention": 1, "evaluate": 1, "tables": 1, "all": 1}, jobs
+    assert jobs == {"rerank_attention": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1}, jobs
 
 
 def test_adding_a_model_schedules_only_its_jobs(run_dir):
@@ -116,7 +117,7 @@ def test_adding_a_model_schedules_only_its_jobs(run_dir):
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
     assert jobs == {
         "prepare_model": 1, "attention_scores": 1, "detection_scores": 1, "head_ranking": 1,
-        "rerank_attention": 2, "rerank_text": 1, "evaluate": 1, "tables": 1, "all": 1,
+        "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1,
     }, jobs
 
 
@@ -133,11 +134,11 @@ def test_killed_run_resumes_from_completed_shards_with_a_plain_rerun(run_dir, tm
     cfg = with_changes(lambda c: c.update(methods={"icr": {"kind": "icr"}}))
     wd = tmp_path / "killed"
     wd.mkdir()
-    target = ["results/scores/tiny-llama/tiny/bm25/manifest.json"]
+    target = ["results/scores/tiny-llama/tiny/bm25/retrieval/manifest.json"]
     kill = {"ATTNRANK_TEST_KILL_AFTER_SHARDS": "1", "ATTNRANK_TEST_KILL_WHAT": "run"}
     proc = snakemake(wd, cfg, *target, check=False, env=kill, new_session=True)
     assert proc.returncode == -9, (proc.returncode, proc.stderr[-2000:])
-    cache = wd / "results/scores/tiny-llama/tiny/bm25"
+    cache = wd / "results/scores/tiny-llama/tiny/bm25/retrieval"
     assert sorted(p.name for p in cache.glob("shard-*.npz")) == ["shard-00000.npz"]
     assert not (cache / "manifest.json").exists()
     assert sorted(p.name for p in (wd / ".snakemake/locks").iterdir()) == ["0.input.lock", "0.output.lock"]
@@ -150,10 +151,10 @@ def test_killed_run_resumes_from_completed_shards_with_a_plain_rerun(run_dir, tm
     assert "removed 2 stale lock file(s) left by a killed snakemake run" in proc.stderr
     assert os.stat(wd / done).st_mtime_ns != before  # the incomplete job was redone, not an IncompleteFilesException
     assert not list((wd / ".snakemake/locks").glob("*"))  # snakemake removed its own lock at the end
-    log = (wd / "results/logs/attention_scores/tiny-llama/tiny/bm25.log").read_text()
+    log = (wd / "results/logs/attention_scores/tiny-llama/tiny/bm25/retrieval.log").read_text()
     assert "1 of 3 shards kept" in log
     resumed = scorecache.load_scores(cache)
-    full = scorecache.load_scores(run_dir / "results/scores/tiny-llama/tiny/bm25")
+    full = scorecache.load_scores(run_dir / "results/scores/tiny-llama/tiny/bm25/retrieval")
     assert [s.qid for s in resumed] == [s.qid for s in full]
     for a, b in zip(resumed, full):
         np.testing.assert_allclose(a.raw, b.raw, rtol=0, atol=1e-6)
@@ -177,6 +178,9 @@ def test_bad_config_fails_before_any_job(tmp_path):
     cfg = with_changes(lambda c: c["methods"].update(bad={"kind": "nope"}))
     proc = snakemake(tmp_path, cfg, "-n", check=False)
     assert "config key 'methods.bad.kind': unknown kind 'nope'" in proc.stdout + proc.stderr
+    cfg = with_changes(lambda c: c["methods"].update(old={"kind": "qr", "k_heads": 4}))
+    proc = snakemake(tmp_path, cfg, "-n", check=False)
+    assert "methods.old.kind: kind 'qr' was renamed: use 'qr-mass'" in proc.stdout + proc.stderr
 
 
 DONE_LINE = r" INFO attnrank: done: .+ in \d+\.\d s$"
@@ -199,9 +203,9 @@ def test_every_rule_log_ends_with_a_summary(run_dir):
 
     assert_logs_end_with_summary(run_dir, [
         "dataset", "bm25_index", "retrieve", "candidates", "prepare_model", "attention_scores", "detection_set",
-        "detection_scores", "head_ranking", "rerank", "ranx_warmup", "evaluate", "tables",
+        "detection_scores", "head_ranking", "rerank", "ranx_warmup", "evaluate", "tables", "position_bias_plot",
     ])
-    log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25.log").read_text()
+    log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25/retrieval.log").read_text()
     assert re.search(r"INFO attnrank.scorecache: attention tiny-llama: 6 q in \d+\.\d s \(", log)  # progress as log lines
 
 
@@ -262,3 +266,20 @@ def test_first_stage_only_run(run_dir, tmp_path):
     res = pl.read_csv(wd / "results/tables/results.csv")
     assert set(res["method"]) == {"bm25", "dense"} and set(res["model"]) == {"-"}
     assert res.height == 2 * len(CONFIG.get("evaluation", {}).get("metrics", ["ndcg@10", "recall@100", "mrr@10"]))
+
+
+def test_prompt_orders_are_a_grid_axis(run_dir):
+    """Two orders: one attention pass per order, heads detected per order, runs labelled method@order, and the
+    position bias of every attention run in the evaluation."""
+    cfg = with_changes(lambda c: c["prompt"].update(orders=["retrieval", "reversed"]))
+    jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
+    # new: the tiny pass in reversed order (no method here needs the tuning split), detection + heads for it, and
+    # the 3 attention methods in reversed order
+    assert jobs["attention_scores"] == 1 and jobs["detection_scores"] == 1 and jobs["head_ranking"] == 1, jobs
+    assert jobs["rerank_attention"] == 3, jobs  # the retrieval runs exist already (same files)
+    ev = pl.read_parquet(run_dir / "results/eval/tiny.parquet")
+    bias = ev.filter(pl.col("metric") == "position_bias")
+    assert set(bias["method"]) == {"icr", "qr", "qrhead"}
+    assert bias["value"].is_between(-1, 1).all() and bias.height > 0
+    prov = json.loads((run_dir / "results/heads/tiny-llama/retrieval/t0.1/heads.json").read_text())
+    assert prov["order"] == "retrieval" and prov["n_samples"] == 12 and prov["detection"]["dataset"] == "tiny-train"

@@ -55,6 +55,19 @@ def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None,
     return cands, meta
 
 
+def drop_self_matches(run: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """Drop retrieved documents whose id equals the query id, as BEIR's evaluation (``ignore_identical_ids``) and
+    ICR do (ArguAna, Quora: the query is itself a corpus document). Returns the run (ranks renumbered from 1 in
+    the old order) and counts for the run's metadata."""
+    same = pl.col("qid").cast(pl.String) == pl.col("docid").cast(pl.String)
+    dropped = run.filter(same)
+    kept = run.filter(~same)
+    if "rank" in kept.columns:
+        kept = kept.sort(["qid", "rank"]).with_columns(rank=pl.int_range(1, pl.len() + 1).over("qid").cast(run.schema["rank"]))
+    info = {"self_matches_dropped": dropped.height, "queries_with_self_match": sorted(dropped["qid"].cast(pl.String).unique().to_list())[:20]}
+    return kept, info
+
+
 def merge_with_tail(reranked: pl.DataFrame, first_stage: pl.DataFrame) -> pl.DataFrame:
     """Put re-ranked candidates (qid, docid, score) above the rest of the first-stage run (qid, docid, rank).
 

@@ -222,7 +222,7 @@ def method_families(cfg: dict) -> dict[str, str]:
     for name, spec in cfg["methods"].items():
         kind = spec["kind"]
         try:
-            if kind in methods.METHODS:
+            if kind in methods.METHODS or kind in methods.RENAMED:  # a renamed kind: validate names the new ones
                 methods.validate(kind, dict(spec), name)
                 out[name] = "attention"
             elif kind in TEXT_KINDS:

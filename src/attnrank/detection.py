@@ -9,7 +9,9 @@ configured first-stage retriever. As in the CoRe paper (Tran et al., arXiv 2510.
   ``min_relevance`` is: on NQ grade 1 means "contains the answer"), exist in the corpus, and score strictly
   *below* the positive: a candidate the retriever scores at or above the positive may be an unjudged relevant
   document (a false negative) and is dropped; documents judged 0 or below are valid negatives;
-- the hardest ``n_negatives`` remaining (score descending, docid ascending) are kept, in that order;
+- the hardest ``n_negatives`` remaining (score descending, docid ascending) are kept, in that order
+  (``negatives="hardest"``), or ``n_negatives`` of them drawn at random (``negatives="sample"``, seeded per query,
+  kept in first-stage order), as CoRe samples its 49 negatives from granite-30m's top-100;
 - the positive is inserted at each of the first ``positions`` prompt slots (0-based slot p = 0..P-1), giving P
   samples per query whose negatives are in the same order.
 
@@ -52,6 +54,7 @@ def build_detection_set(
     seed: int = 0,
     min_relevance: int = 1,
     report: dict | None = None,
+    negatives: str = "hardest",
 ) -> pl.DataFrame:
     """Build the detection set (see the module docstring); ``report`` (if given) receives counts and skips.
 
@@ -61,6 +64,8 @@ def build_detection_set(
     for key, val, lo in (("n_queries", n_queries, 1), ("n_negatives", n_negatives, 1), ("positions", positions, 1)):
         if not isinstance(val, int) or val < lo:
             raise InputError(f"detection.{key}: must be an integer >= {lo} (got {val!r})")
+    if negatives not in ("hardest", "sample"):
+        raise InputError(f"detection.negatives: must be 'hardest' or 'sample' (got {negatives!r})")
     if positions > n_negatives + 1:
         raise InputError(f"detection.positions: {positions} slots need at least {positions - 1} negatives (n_negatives={n_negatives})")
     _require(queries, ("qid", "text"), "queries")
@@ -113,9 +118,11 @@ def build_detection_set(
             continue
         pos = ranked_pos[0]
         pos_score = run_scores[pos]
-        negs = [
-            (d, s) for d, s in cands[q] if d not in not_negative.get(q, ()) and d in dtext and s < pos_score
-        ][:n_negatives]
+        negs = [(d, s) for d, s in cands[q] if d not in not_negative.get(q, ()) and d in dtext and s < pos_score]
+        if negatives == "sample" and len(negs) > n_negatives:
+            keep = sorted(random.Random(f"{seed}\x00{q}").sample(range(len(negs)), n_negatives))
+            negs = [negs[i] for i in keep]
+        negs = negs[:n_negatives]
         if len(negs) < n_negatives:
             skips["too_few_negatives"].append(q)
             continue

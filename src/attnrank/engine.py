@@ -35,7 +35,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .progress import Progress
 from .prompts import Prompt, PromptBuilder, PromptConfig, model_max_length
-from .scores import QueryScores
+from .scores import QueryScores, masked_sum
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class _Capture:
         self.prefix_len = seg.shape[1]
         self.total_len = total_len  # absolute length of the sequence (cache + this call)
         self.doc: dict[int, torch.Tensor] = {}  # layer -> [B, H, K]
-        self.tok: dict[int, torch.Tensor] = {}  # layer -> [B, P] (summed over heads)
+        self.tok: dict[int, torch.Tensor] = {}  # layer -> [B, H, P] per-head prefix token scores
 
     def record(self, layer: int, query, key, mask, scaling: float, softcap: float | None) -> None:
         b, h, q_len, d = query.shape
@@ -99,7 +99,7 @@ class _Capture:
             if start < pl:
                 ap[..., start:] = a[..., : pl - start]
         self.doc[layer] = torch.bmm(ap, self.seg)
-        self.tok[layer] = ap.sum(1)
+        self.tok[layer] = ap
 
 
 _ACTIVE: _Capture | None = None
@@ -212,8 +212,8 @@ def masked_prefix_scores(tok_q: torch.Tensor, tok_na: torch.Tensor, spans: Seque
 
 
 def _check_finite(qs: QueryScores) -> QueryScores:
-    for name in ("raw", "na", "masked_prefix"):
-        if not np.isfinite(getattr(qs, name)).all():
+    for name in ("raw", "na", "masked_prefix", "masked_head", "masked_layer"):
+        if getattr(qs, name) is not None and not np.isfinite(getattr(qs, name)).all():
             raise FloatingPointError(f"query {qs.qid}: non-finite {name} attention scores (NaN/inf); check dtype/model")
     return qs
 
@@ -227,6 +227,8 @@ class Scorer:
         depth: number of leading layers to compute (None: all).
         batch_size: queries per forward (default 1 on CPU, 8 on GPU).
         reuse_prefix: calibration by prefix reuse (default); False runs two full passes (for tests and the bench).
+        token_scores: also keep the calibrated per-head token scores of the documents (``QueryScores.tokens``,
+            in ``token_dtype``), for masked calibration over any head subset or layer window.
     """
 
     def __init__(
@@ -237,6 +239,8 @@ class Scorer:
         depth: int | None = None,
         batch_size: int | None = None,
         reuse_prefix: bool = True,
+        token_scores: bool = False,
+        token_dtype: str = "float32",
     ):
         self.model = model
         self.base = base_model(model)
@@ -247,6 +251,8 @@ class Scorer:
         self.device = next(model.parameters()).device
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         self.reuse_prefix = reuse_prefix
+        self.token_scores = bool(token_scores)
+        self.token_dtype = np.dtype(token_dtype)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
 
@@ -277,9 +283,10 @@ class Scorer:
                     docids=list(it.docids),
                     raw=doc_q.numpy(),
                     na=doc_na.numpy(),
-                    masked_prefix=masked_prefix_scores(tok_q, tok_na, p.doc_spans),
+                    masked_prefix=masked_prefix_scores(tok_q.sum(1), tok_na.sum(1), p.doc_spans),
                     positions=np.asarray(p.positions, dtype=np.int32),
                     n_tokens=np.asarray(p.n_tokens, dtype=np.int32),
+                    **self._token_fields(tok_q, tok_na, p),
                 )
                 done[i] = _check_finite(qs)
             bar.update(len(batch))
@@ -293,6 +300,19 @@ class Scorer:
         bar.close()
 
     # ------------------------------------------------------------------ forward passes
+    def _token_fields(self, tok_q: torch.Tensor, tok_na: torch.Tensor, p: Prompt) -> dict:
+        """Per-head token scores of the documents -> masked_head [L, H, k], masked_layer [L, k] (and the tokens)."""
+        idx = [t for s, e in p.doc_spans for t in range(s, e)]
+        cal = (tok_q.float() - tok_na.float())[:, :, idx].numpy()  # [L, H, T] in candidate order
+        n_layers, n_heads = cal.shape[:2]
+        out = {
+            "masked_head": masked_sum(cal.reshape(n_layers * n_heads, -1), p.n_tokens).reshape(n_layers, n_heads, -1).astype(np.float32),
+            "masked_layer": masked_sum(cal.sum(1, dtype=np.float64), p.n_tokens).astype(np.float32),
+        }
+        if self.token_scores:
+            out["tokens"] = cal.astype(self.token_dtype)
+        return out
+
     def _seg(self, prompts: list[Prompt], p_len: int) -> torch.Tensor:
         k = max((len(p.doc_spans) for p in prompts), default=0)
         seg = torch.zeros(len(prompts), p_len, k, dtype=torch.float32)
@@ -309,7 +329,7 @@ class Scorer:
 
     def _collect(self, cap: _Capture, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
         doc = torch.stack([cap.doc[l] for l in range(n_layers)], dim=1).cpu()  # [B, L, H, K]
-        tok = torch.stack([cap.tok[l] for l in range(n_layers)], dim=1).cpu()  # [B, L, P]
+        tok = torch.stack([cap.tok[l] for l in range(n_layers)], dim=1).cpu()  # [B, L, H, P]
         return doc, tok
 
     @torch.inference_mode()
@@ -369,7 +389,7 @@ class Scorer:
         for i, pl in enumerate(p_lens):
             k = len(prompts[i].doc_spans)
             res.append((outs["query"][0][i, :, :, :k], outs["na"][0][i, :, :, :k],
-                        outs["query"][1][i, :, :pl], outs["na"][1][i, :, :pl]))
+                        outs["query"][1][i, :, :, :pl], outs["na"][1][i, :, :, :pl]))
         return res
 
 
@@ -381,9 +401,11 @@ def score_queries(
     depth: int | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    token_scores: bool = False,
 ) -> list[QueryScores]:
     """Convenience wrapper: ``Scorer(...).score(items)``."""
-    return Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=batch_size).score(items, progress=progress)
+    return Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=batch_size,
+                  token_scores=token_scores).score(items, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------- reference
@@ -409,7 +431,19 @@ def reference_scores(
     raw = np.zeros((n, h, k), np.float32)
     na = np.zeros((n, h, k), np.float32)
     mp = np.zeros((n, k), np.float32)
+    mh = np.zeros((n, h, k), np.float32)
+    ml = np.zeros((n, k), np.float32)
+
+    def masked(c: torch.Tensor) -> float:
+        keep = c > c.mean() - 2 * torch.std(c) if c.numel() >= 2 else torch.ones_like(c, dtype=torch.bool)
+        return float((c * keep).sum())
+
+    cal_tok = tokens["query"][..., :pl].double() - tokens["na"][..., :pl].double()
     for j, (s, e) in enumerate(p.doc_spans):
+        for l in range(n):
+            ml[l, j] = masked(cal_tok[l, :, s:e].sum(0)) if e > s else 0.0
+            for hh in range(h):
+                mh[l, hh, j] = masked(cal_tok[l, hh, s:e]) if e > s else 0.0
         raw[:, :, j] = tokens["query"][:, :, s:e].sum(-1).numpy()
         na[:, :, j] = tokens["na"][:, :, s:e].sum(-1).numpy()
         for l in range(n):
@@ -420,8 +454,10 @@ def reference_scores(
             else:
                 keep = torch.ones_like(c, dtype=torch.bool)
             mp[l, j] = float((c * keep).sum())
+    idx = [t for s, e in p.doc_spans for t in range(s, e)]
     return QueryScores(item.qid, list(item.docids), raw, na, mp, np.asarray(p.positions, np.int32),
-                       np.asarray(p.n_tokens, np.int32))
+                       np.asarray(p.n_tokens, np.int32), masked_head=mh, masked_layer=ml,
+                       tokens=cal_tok[:, :, idx].float().numpy())
 
 
 def iter_candidates(candidates) -> Iterable[QueryInput]:

@@ -266,7 +266,8 @@ def benchmark_attention(kind: str, params: dict, artifacts: dict | None, model, 
 
     n_layers = int(model.config.num_hidden_layers)
     depth = methods.required_depth(kind, dict(params), artifacts, n_layers) or n_layers
-    scorer = Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=1)
+    # per-head token scores: masked calibration over a head subset / window needs them (as in the real pass)
+    scorer = Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=1, token_scores=True)
 
     def one(item) -> dict:
         qs = scorer.score([item])[0]

@@ -1,7 +1,10 @@
 """Layer profiling (the 'bell curve' of Selective-ICR) and the choice of Selective-ICR's layer window.
 
-A single layer's score of document j is the N/A-calibrated attention mass of all its heads,
-``sum_h (raw - na)[l, h, j]`` (``calibration="none"``: raw only). Layers are 0-based.
+A single layer's score of document j is ICR's masked N/A calibration over all heads of that layer
+(``calibration="masked"``, the default, as ielab/Selective-ICR profiles layers with its ICR scorer restricted to one
+layer): the layer's calibrated token scores summed over heads, tokens <= mean - 2·std inside the document dropped,
+the rest summed (``QueryScores.masked_layer``). ``"na"``: the unmasked ``sum_h (raw - na)[l, h, j]``; ``"none"``:
+raw only. Layers are 0-based.
 
 Window selection (``select_window``): among all contiguous windows [a, a + w - 1] of width w inside the model, take
 the one with the highest mean per-layer metric; windows whose mean is within 1e-12 of the best tie, and the tie goes
@@ -28,17 +31,21 @@ TIE_TOL = 1e-12
 SEP = "\x1f"  # joins query id and layer inside the single evaluation run
 
 
-def layer_scores(s: QueryScores, calibration: str = "na") -> np.ndarray:
-    """[L, k] per-layer document scores (all heads summed)."""
+def layer_scores(s: QueryScores, calibration: str = "masked") -> np.ndarray:
+    """[L, k] per-layer document scores (all heads of each layer)."""
+    if calibration == "masked":
+        if s.masked_layer is None:
+            raise InputError(f"layers.calibration: 'masked' needs per-layer masked scores, query '{s.qid}' has none (old cache)")
+        return s.masked_layer.astype(np.float64)
     if calibration == "na":
         return (s.raw.astype(np.float64) - s.na).sum(axis=1)
     if calibration == "none":
         return s.raw.astype(np.float64).sum(axis=1)
-    raise InputError(f"layers.calibration: must be 'na' or 'none' (got {calibration!r})")
+    raise InputError(f"layers.calibration: must be 'masked', 'na' or 'none' (got {calibration!r})")
 
 
 def profile_layers(
-    scores: list[QueryScores], qrels: pl.DataFrame, metric: str = "ndcg@10", calibration: str = "na"
+    scores: list[QueryScores], qrels: pl.DataFrame, metric: str = "ndcg@10", calibration: str = "masked"
 ) -> pl.DataFrame:
     """Mean ``metric`` of each single layer over the profiled queries: columns (layer, <metric>).
 

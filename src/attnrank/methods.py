@@ -8,13 +8,17 @@ Kinds (layers and heads 0-based):
 
 - ``icr``: all heads of all (kept) layers. ``calibration``: ``masked`` (default; ICR's masked N/A calibration,
   the cached ``masked_prefix`` row of the last kept layer), ``na`` (sum of raw - na), ``none`` (sum of raw).
-- ``qr`` / ``core``: the top ``k_heads`` heads of ``artifacts["heads"]`` (a table from
-  :func:`attnrank.heads.score_heads`) by ``qr_rank`` / ``core_rank``; score = sum over those heads of raw - na
-  (``calibration: none``: raw). ``core`` accepts ``temperature`` (which detection temperature its heads came from;
-  informational here).
+- ``qrhead`` / ``qr-mass`` / ``core``: the top ``k_heads`` heads (default 16 / 16 / 8) of ``artifacts["heads"]`` (a
+  table from :func:`attnrank.heads.score_heads`) by ``qrhead_rank`` (QRHead: each head's own nDCG@10) /
+  ``qr_mass_rank`` (attention mass on the gold document: the QR baseline CoRe compares against) / ``core_rank``.
+  ``calibration``: ``masked`` (default; as all three reference repositories: the chosen heads' calibrated token
+  scores summed, ICR's token mask, summed — needs per-head token scores in the cache), ``na`` (sum over the heads
+  of raw - na), ``none`` (raw). ``core``'s ``temperature`` picks the detection temperature its heads are ranked at
+  (the workflow builds one head table per temperature); a table ranked at another temperature is an error.
+  The old kind ``qr`` is rejected with a message naming both.
 - ``selective``: all heads of the layers of ``artifacts["window"]`` = (first_layer, last_layer), inclusive;
-  ``calibration``: ``na`` (default), ``none``, or ``masked`` (only for windows starting at layer 0, where the
-  cached ``masked_prefix`` row is exact).
+  ``calibration``: ``masked`` (default; masked calibration over the window's heads, as ielab/Selective-ICR — needs
+  per-head token scores for windows not starting at layer 0), ``na``, ``none``.
 - ``headrank``: ``attnrank.headrank.aggregate(s, weights, depth=...)`` (imported lazily) with
   ``artifacts["weights"]`` a ``headrank.TrainResult`` (its selected weights, depth and normalisation) or an
   [L, H] weight array.
@@ -49,11 +53,18 @@ PARAMS: dict[str, KindSpec] = {}
 NEEDS: dict[str, set[str]] = {}
 
 CALIBRATIONS = ("masked", "na", "none")
-# Generic pruning params of every kind; both given is an error (see depth_cut).
+# Generic params of every kind; max_layer and prune together are an error (see depth_cut). order: the prompt
+# order(s) of the attention pass (a string or a list; used by the workflow, checked there).
 GENERIC_PARAMS = {
     "max_layer": Param("int", None, lo=0, null=True, doc="0-based index of the last kept layer"),
     "prune": Param("number", None, lo=0, hi=1, hi_open=True, null=True, doc="fraction of final layers removed"),
+    "order": Param("any", None, null=True, doc="prompt order(s) of the attention pass: retrieval, reversed, shuffle"),
 }
+RENAMED = {
+    "qr": "kind 'qr' was renamed: use 'qr-mass' (heads ranked by attention mass on the gold document, the QR "
+          "baseline of the CoRe paper) or 'qrhead' (QRHead: heads ranked by their own nDCG@10)",
+}
+DEFAULT_K_HEADS = {"qrhead": 16, "qr-mass": 16, "core": 8}
 
 
 def _generic_check(p: dict, name: str) -> None:
@@ -98,6 +109,8 @@ def _err(params: dict, kind: str, key: str, msg: str) -> InputError:
 
 
 def _check_kind(kind: str, name: str) -> None:
+    if kind in RENAMED:
+        raise ParamError(f"methods.{name}.kind", RENAMED[kind])
     if kind not in METHODS:
         raise InputError(f"methods.{name}.kind: unknown method kind {kind!r} (known: {sorted(METHODS)})")
 
@@ -165,17 +178,21 @@ def _artifact(artifacts: dict | None, key: str, params: dict, kind: str):
 
 
 def selected_heads(kind: str, params: dict, artifacts: dict | None, cut: int | None) -> list[tuple[int, int]]:
-    """The (layer, head) pairs a ``qr`` / ``core`` method uses: top ``k_heads`` by rank among layers < ``cut``."""
-    from .heads import top_heads
+    """The (layer, head) pairs a head method uses: top ``k_heads`` by its ranking among layers < ``cut``."""
+    from .heads import KIND_COLUMN, top_heads
 
     heads = _artifact(artifacts, "heads", params, kind)
-    if "k_heads" not in params:
-        raise _err(params, kind, "k_heads", "required (number of heads to aggregate)")
-    k = _int(params, kind, "k_heads", 1)
-    col = f"{kind}_rank"
+    k = _int({**params, "k_heads": params.get("k_heads", DEFAULT_K_HEADS[kind])}, kind, "k_heads", 1)
+    by = KIND_COLUMN[kind]
+    col = f"{by}_rank"
     if not isinstance(heads, pl.DataFrame) or not {"layer", "head", col} <= set(heads.columns):
         raise _err(params, kind, "heads", f"artifact must be a head table with columns layer, head, {col}")
-    chosen = top_heads(heads, kind, k, None if cut is None else cut - 1)
+    t = params.get("temperature")
+    if kind == "core" and t is not None and "temperature" in heads.columns:
+        have = heads["temperature"].unique().to_list()
+        if not all(h is not None and abs(h - float(t)) <= 1e-12 * max(1.0, abs(float(t))) for h in have):
+            raise _err(params, kind, "temperature", f"{t} asked, but the head table was ranked at temperature {have}")
+    chosen = top_heads(heads, by, k, None if cut is None else cut - 1)
     if len(chosen) < k:
         where = "" if cut is None else f" in layers 0..{cut - 1}"
         raise _err(params, kind, "k_heads", f"{k} heads asked, only {len(chosen)} scored{where}")
@@ -211,6 +228,15 @@ def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     return _sum(arr)
 
 
+def _masked_group(s: QueryScores, params: dict, kind: str, layers, heads=None) -> np.ndarray:
+    from .scores import masked_group
+
+    try:
+        return masked_group(s, layers, heads)
+    except ValueError as e:
+        raise _err(params, kind, "calibration", f"'masked' (the default): {e}") from None
+
+
 def _heads_method(kind: str):
     def fn(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
         cal = _calibration(params, kind)
@@ -221,27 +247,34 @@ def _heads_method(kind: str):
             bad = chosen[int(np.argmax(heads))]
             raise _err(params, kind, "heads", f"head {bad} is out of range: the model has {s.n_heads} heads per layer")
         _have_layers(s, int(layers.max()) + 1, params, kind, "heads")
+        if cal == "masked":
+            return _masked_group(s, params, kind, layers, heads)
         arr = s.raw[layers, heads].astype(np.float64)
         if cal == "na":
             arr = arr - s.na[layers, heads]
         return arr.sum(axis=0)
 
     fn.__name__ = kind
-    fn.__doc__ = f"{kind.upper()} heads: sum of the top-k_heads heads by {kind}_rank."
+    fn.__doc__ = f"{kind} heads: the top-k_heads heads of its ranking, masked calibration by default."
     return fn
 
 
-_HEADS_PARAMS = {
-    "k_heads": Param("int", REQUIRED, lo=1, doc="number of heads to aggregate"),
-    "calibration": Param("choice", "na", choices=("na", "none")),
-}
-register("qr", params=_HEADS_PARAMS, needs={"heads"})(_heads_method("qr"))
-register("core", params={**_HEADS_PARAMS, "temperature": Param("number", None, lo=0, lo_open=True, null=True)},
+def _heads_params(kind: str) -> dict:
+    return {
+        "k_heads": Param("int", DEFAULT_K_HEADS[kind], lo=1, doc="number of heads to aggregate"),
+        "calibration": Param("choice", "masked", choices=CALIBRATIONS),
+    }
+
+
+register("qrhead", params=_heads_params("qrhead"), needs={"heads"})(_heads_method("qrhead"))
+register("qr-mass", params=_heads_params("qr-mass"), needs={"heads"})(_heads_method("qr-mass"))
+register("core", params={**_heads_params("core"), "temperature": Param("number", None, lo=0, lo_open=True, null=True)},
          needs={"heads"})(_heads_method("core"))
+HEAD_KINDS = ("qrhead", "qr-mass", "core")
 
 
 @register("selective", params={
-    "calibration": Param("choice", "na", choices=CALIBRATIONS),
+    "calibration": Param("choice", "masked", choices=CALIBRATIONS),
     "width": Param("int", 4, lo=1, doc="layers in the window chosen from the layer profile"),
 }, needs={"window"})
 def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
@@ -256,9 +289,9 @@ def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     if b >= s.n_layers:
         raise _err(params, "selective", "window", f"({a}, {b}) reaches beyond the {s.n_layers} layers of the score cache")
     if cal == "masked":
-        if a != 0:
-            raise _err(params, "selective", "calibration", f"'masked' is exact only for windows starting at layer 0 (window starts at {a})")
-        return s.masked_prefix[b].astype(np.float64)
+        if a == 0:
+            return s.masked_prefix[b].astype(np.float64)  # the cached prefix row is exactly this window
+        return _masked_group(s, params, "selective", np.arange(a, b + 1))
     arr = s.raw[a : b + 1].astype(np.float64) - (s.na[a : b + 1] if cal == "na" else 0.0)
     return _sum(arr)
 
@@ -347,7 +380,7 @@ def required_depth(kind: str, params: dict, artifacts: dict | None, n_layers: in
     need: int | None
     if kind == "icr":
         need = full
-    elif kind in ("qr", "core"):
+    elif kind in HEAD_KINDS:
         if not artifacts or artifacts.get("heads") is None:
             return full if cut is not None else None
         chosen = selected_heads(kind, p, artifacts, cut)
@@ -422,8 +455,11 @@ def describe(kind: str, params: dict, artifacts: dict | None, name: str | None =
     p = validate(kind, params, name, n_layers)
     cut = depth_cut(p, kind, n_layers)
     out: dict = {"kind": kind, "layers_needed": required_depth(kind, params, artifacts, n_layers), "cut": cut}
-    if kind in ("qr", "core"):
+    if kind in HEAD_KINDS:
         out["heads"] = [[int(l), int(h)] for l, h in selected_heads(kind, p, artifacts, cut)]
+        tab = artifacts["heads"]
+        if "temperature" in tab.columns and kind == "core":
+            out["temperature"] = tab["temperature"][0]
     elif kind == "selective":
         out["window"] = list(window_of(p, artifacts))
     elif kind == "headrank":

@@ -20,7 +20,7 @@ from typing import Any
 from .errors import InputError
 
 REQUIRED = object()  # a Param default meaning "must be given"
-IGNORED = {"kind", "name", "description", "label"}  # config bookkeeping of a method entry, not parameters
+IGNORED = {"kind", "name", "description", "label", "protocol"}  # config bookkeeping of a method entry (protocol: attnrank.protocols), not parameters
 
 
 class ParamError(InputError):

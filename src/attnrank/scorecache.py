@@ -5,7 +5,10 @@ Layout of ``out_dir`` (format version 1; see docs/attention.md for sizes)::
     shard-00000.npz   queries 0 .. shard_size-1 (first-appearance order in the candidates), arrays:
         qids [n] str, k [n] int32, docids [n, kmax] str ('' pad),
         raw, na [n, L, H, kmax] float32 (NaN pad), masked_prefix [n, L, kmax] float32 (NaN pad),
-        positions, n_tokens [n, kmax] int32 (-1 pad), config_hash [] str, code_hash [] str
+        positions, n_tokens [n, kmax] int32 (-1 pad), config_hash [] str, code_hash [] str,
+        masked_head [n, L, H, kmax], masked_layer [n, L, kmax] float32 (NaN pad),
+        tokens [n, L, H, Tmax] (only with engine.token_scores; float32 or float16, NaN pad): calibrated per-head
+        token scores of the documents, concatenated in candidate order (n_tokens gives each document's share)
     shard-00001.npz   ...
     manifest.json     written last: format, config_hash, code_hash, model, n_layers, n_heads, depth, prompt, shards,
                       n_queries
@@ -37,7 +40,7 @@ from .scores import QueryScores
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 CANDIDATE_COLUMNS = ("qid", "query", "docid", "rank", "text")
 
@@ -73,9 +76,11 @@ def engine_code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
     return code_hash(modules=[__name__], package_dir=package_dir)
 
 
-def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: int | None, shard_size: int, code: str = "") -> str:
+def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: int | None, shard_size: int, code: str = "",
+                token_scores: bool = False, token_dtype: str = "float32") -> str:
     blob = json.dumps(
         {
+            "token_scores": [bool(token_scores), token_dtype if token_scores else None],
             "format": FORMAT_VERSION,
             "code": code,
             "model": model_fingerprint(model_dir),
@@ -105,7 +110,12 @@ def _pack(scores: list[QueryScores], chash: str, code: str) -> dict[str, np.ndar
         "n_tokens": np.full((n, kmax), -1, dtype=np.int32),
         "config_hash": np.array(chash),
         "code_hash": np.array(code),
+        "masked_head": np.full((n, l, h, kmax), np.nan, dtype=np.float32),
+        "masked_layer": np.full((n, l, kmax), np.nan, dtype=np.float32),
     }
+    if scores[0].tokens is not None:
+        tmax = max(s.tokens.shape[-1] for s in scores)
+        out["tokens"] = np.full((n, l, h, tmax), np.nan, dtype=scores[0].tokens.dtype)
     for i, s in enumerate(scores):
         k = len(s.docids)
         out["docids"][i, :k] = s.docids
@@ -114,6 +124,10 @@ def _pack(scores: list[QueryScores], chash: str, code: str) -> dict[str, np.ndar
         out["masked_prefix"][i, :, :k] = s.masked_prefix
         out["positions"][i, :k] = s.positions
         out["n_tokens"][i, :k] = s.n_tokens
+        out["masked_head"][i, :, :, :k] = s.masked_head
+        out["masked_layer"][i, :, :k] = s.masked_layer
+        if "tokens" in out:
+            out["tokens"][i, :, :, : s.tokens.shape[-1]] = s.tokens
     out["docids"] = out["docids"].astype(str) if kmax else np.zeros((n, 0), dtype="<U1")
     return out
 
@@ -149,11 +163,14 @@ def compute_cache(
     dtype=None,
     on_shard: Callable[[int, Path], None] | None = None,
     progress: bool = True,
+    token_scores: bool = False,
+    token_dtype: str = "float32",
 ) -> Path:
     """Compute (or finish) the score cache of ``candidates`` (qid, query, docid, rank, score, text) in ``out_dir``.
 
     Resumable: shards already written with the same config hash are kept. ``on_shard(i, path)`` is called after
-    each shard is written (tests use it to simulate a kill). Returns ``out_dir``.
+    each shard is written (tests use it to simulate a kill). ``token_scores`` keeps the per-head token scores
+    (in ``token_dtype``) for masked calibration over head subsets and layer windows. Returns ``out_dir``.
     """
     from .engine import Scorer, iter_candidates  # lazy: reading a cache needs no torch
     from .models import load_model
@@ -166,8 +183,10 @@ def compute_cache(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = PromptConfig.from_dict(prompt_cfg).to_dict()
+    if token_dtype not in ("float32", "float16"):
+        raise InputError(f"engine.token_dtype: must be float32 or float16 (got {token_dtype!r})")
     code = engine_code_hash()
-    chash = config_hash(model_dir, candidates, cfg, depth, shard_size, code)
+    chash = config_hash(model_dir, candidates, cfg, depth, shard_size, code, token_scores, token_dtype)
     man_path = out / MANIFEST
     if man_path.is_file():
         man = json.loads(man_path.read_text())
@@ -192,7 +211,8 @@ def compute_cache(
     if len(todo) < len(chunks):
         log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
     model, tokenizer = load_model(model_dir, device=device, dtype=dtype)
-    scorer = Scorer(model, tokenizer, cfg, depth=depth, batch_size=batch_size)
+    scorer = Scorer(model, tokenizer, cfg, depth=depth, batch_size=batch_size, token_scores=token_scores,
+                    token_dtype=token_dtype)
     bar = Progress(sum(len(chunks[i]) for i in todo), f"attention {Path(model_dir).name}", unit="q", log=log, enabled=progress)
     for i in todo:
         scores = []
@@ -217,6 +237,8 @@ def compute_cache(
             "depth": depth,
             "prompt": cfg,
             "shard_size": shard_size,
+            "token_scores": bool(token_scores),
+            "token_dtype": token_dtype if token_scores else None,
             "shards": names,
             "n_queries": len(items),
         },
@@ -237,9 +259,12 @@ def iter_scores(cache_dir: str | os.PathLike) -> Iterator[QueryScores]:
     cache = Path(cache_dir)
     for name in read_manifest(cache)["shards"]:
         with np.load(cache / name, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("qids", "k", "docids", "raw", "na", "masked_prefix", "positions", "n_tokens")}
+            arrays = {k: z[k] for k in ("qids", "k", "docids", "raw", "na", "masked_prefix", "positions", "n_tokens",
+                                        "masked_head", "masked_layer")}
+            tokens = z["tokens"] if "tokens" in z.files else None
         for i, qid in enumerate(arrays["qids"].tolist()):
             k = int(arrays["k"][i])
+            n_tok = int(arrays["n_tokens"][i, :k].sum())
             yield QueryScores(
                 qid=qid,
                 docids=arrays["docids"][i, :k].tolist(),
@@ -248,6 +273,9 @@ def iter_scores(cache_dir: str | os.PathLike) -> Iterator[QueryScores]:
                 masked_prefix=np.ascontiguousarray(arrays["masked_prefix"][i, :, :k]),
                 positions=arrays["positions"][i, :k].copy(),
                 n_tokens=arrays["n_tokens"][i, :k].copy(),
+                masked_head=np.ascontiguousarray(arrays["masked_head"][i, :, :, :k]),
+                masked_layer=np.ascontiguousarray(arrays["masked_layer"][i, :, :k]),
+                tokens=None if tokens is None else np.ascontiguousarray(tokens[i, :, :, :n_tok]),
             )
 
 

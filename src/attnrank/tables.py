@@ -189,20 +189,65 @@ def metric_table(results: pl.DataFrame, metric: str, *, order: TableOrder = Tabl
                 cells.append((rf"\textbf{{{s}}}" if float(s) == best else s) + _CELL_MARK[mark])
         return " & ".join(cells) + r" \\"
 
-    for d in datasets:
-        values, marks = [], []
+    table_rows = row_groups(datasets)
+    value = {}  # (row label, column) -> value of the row (a collapsed row: mean of its members, all needed)
+    for label, members in table_rows:
         for c in columns:
-            r = cell.get((d, *c))
-            values.append(None if r is None else r["value"])
+            vals = [cell[(d, *c)]["value"] for d in members if (d, *c) in cell]
+            value[(label, c)] = math.fsum(vals) / len(vals) if vals and len(vals) == len(members) else None
+    for label, members in table_rows:
+        marks = []
+        for c in columns:
+            r = cell.get((members[0], *c)) if len(members) == 1 else None  # a collapsed row carries no test marks
             marks.append("" if r is None or not r["significant"] else (MARK_BETTER if r["delta"] > 0 else MARK_WORSE))
-        lines.append(row(d, values, marks))
-    if len(datasets) > 1:
+        lines.append(row(label, [value[(label, c)] for c in columns], marks))
+    for fam, labels in family_rows(table_rows):
         avg = []
         for c in columns:
-            vals = [cell[(d, *c)]["value"] for d in datasets if (d, *c) in cell]
-            avg.append(math.fsum(vals) / len(vals) if len(vals) == len(datasets) else None)
-        lines += [r"\midrule", row("Average", avg, [""] * len(columns))]
+            vals = [value[(lab, c)] for lab in labels]
+            avg.append(None if any(v is None for v in vals) else math.fsum(vals) / len(vals))
+        lines += [r"\midrule", row(f"Average ({fam})", avg, [""] * len(columns))]
     return "\n".join(lines + _end(len(columns)))
+
+
+FAMILIES = ("BEIR", "TREC DL", "BRIGHT")
+GROUPED = {"cqadupstack": "CQADupStack"}  # dataset-name prefix -> one table row (the mean of its members)
+
+
+def dataset_family(name: str) -> str:
+    """Benchmark family of a dataset (by its config name): ``bright-*`` BRIGHT, ``trec-dl*`` / ``dl19`` / ``dl20``
+    TREC DL, everything else BEIR. Averages are taken per family, never across families."""
+    n = name.lower()
+    if n.startswith("bright"):
+        return "BRIGHT"
+    if n.startswith(("trec-dl", "dl19", "dl20", "msmarco-passage-trec-dl")):
+        return "TREC DL"
+    return "BEIR"
+
+
+def row_groups(datasets: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Table rows as (label, member datasets): the CQADupStack forums (``cqadupstack-*``) collapse into one row
+    ``CQADupStack`` (their mean, as BEIR reports it) at the place of the first forum; other datasets are their own row."""
+    rows: list[tuple[str, list[str]]] = []
+    grouped: dict[str, list[str]] = {}
+    for d in datasets:
+        prefix = next((p for p in GROUPED if d.lower().startswith(p + "-")), None)
+        if prefix is None:
+            rows.append((d, [d]))
+        else:
+            if prefix not in grouped:
+                grouped[prefix] = []
+                rows.append((GROUPED[prefix], grouped[prefix]))
+            grouped[prefix].append(d)
+    return rows
+
+
+def family_rows(rows: Sequence[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """(family, row labels) for every family with at least two rows (a one-row family needs no average)."""
+    fams: dict[str, list[str]] = {}
+    for label, members in rows:
+        fams.setdefault(dataset_family(members[0]), []).append(label)
+    return [(f, fams[f]) for f in FAMILIES if len(fams.get(f, [])) > 1]
 
 
 def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: float) -> str:
@@ -211,7 +256,8 @@ def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: 
         f"{latex_escape(metric_label(metric))}{unit} of first-stage retrievers and re-rankers. Best per row in bold. "
         rf"{MARK_BETTER}/{MARK_WORSE}: significantly better/worse than {_baseline_text(baseline)} "
         f"({cfg.describe()}, Holm-corrected over the runs tested on each dataset, $p \\leq {cfg.alpha:g}$)."
-        + (" Average: mean over datasets." if average else "")
+        + (" Average: mean over the datasets of one benchmark family (BEIR, TREC DL, BRIGHT; CQADupStack is the"
+           " mean of its forums and counts once)." if average else "")
     )
 
 

@@ -1,22 +1,25 @@
-# One attention pass per (model, dataset, retriever) -> the score cache every attention method aggregates.
+# One attention pass per (model, dataset, retriever, prompt order) -> the score cache every attention method aggregates.
 rule attention_scores:
     input:
         candidates=candidates("{dataset}", "{retriever}"),
         model=model_dir("{model}"),
     output:
-        scores_manifest("{model}", "{dataset}", "{retriever}"),
+        scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
     params:
-        prompt=CFG["prompt"],
+        prompt=lambda w: prompt_cfg(w.order),
         depth=engine_depth(),
+        # per-head token scores (masked calibration over any head subset / layer window) on evaluation sets only
+        token_scores=lambda w: CFG["engine"]["token_scores"] and CFG["datasets"][w.dataset]["evaluate"],
+        token_dtype=CFG["engine"]["token_dtype"],
         shard_size=CFG["engine"]["shard_size"],
         batch_size=lambda w: CFG["models"][w.model]["batch_size"],
         dtype=lambda w: CFG["models"][w.model]["dtype"],
         cache_dir=CFG["cache_dir"],
         code=script_code("attention_scores"),
     log:
-        log_path("attention_scores", "{model}", "{dataset}", "{retriever}"),
+        log_path("attention_scores", "{model}", "{dataset}", "{retriever}", "{order}"),
     benchmark:
-        bench_path("attention_scores", "{model}", "{dataset}", "{retriever}")
+        bench_path("attention_scores", "{model}", "{dataset}", "{retriever}", "{order}")
     threads: model_threads
     resources:
         **model_resources(runtime=720, batch=True),
@@ -44,24 +47,27 @@ rule detection_set:
 
 
 rule detection_scores:
-    # the detection samples keep their slot order (the positive's position is the point of the set)
+    # the detection prompts are built in the order the heads' re-ranking uses: the positive sits in the first
+    # first-stage slots, so in reversed order it lies nearest the query, as the likely positives do when re-ranking
     input:
         candidates=lambda w: f"{R}/detection/{CFG['detection']['dataset']}/{CFG['detection']['retriever']}.parquet",
         model=model_dir("{model}"),
     output:
-        f"{R}/heads/{{model}}/scores/manifest.json",
+        f"{R}/heads/{{model}}/{{order}}/scores/manifest.json",
     params:
-        prompt={**CFG["prompt"], "order": "retrieval"},
+        prompt=lambda w: prompt_cfg(w.order),
         depth=None,
+        token_scores=False,  # per-head masked scores (QRHead's detection) are kept in every cache
+        token_dtype="float32",
         shard_size=CFG["engine"]["shard_size"],
         batch_size=lambda w: CFG["models"][w.model]["batch_size"],
         dtype=lambda w: CFG["models"][w.model]["dtype"],
         cache_dir=CFG["cache_dir"],
         code=script_code("attention_scores"),
     log:
-        log_path("detection_scores", "{model}"),
+        log_path("detection_scores", "{model}", "{order}"),
     benchmark:
-        bench_path("detection_scores", "{model}")
+        bench_path("detection_scores", "{model}", "{order}")
     threads: model_threads
     resources:
         **model_resources(runtime=720, batch=True),
@@ -74,14 +80,17 @@ rule head_ranking:
         scores=rules.detection_scores.output[0],
         detection=rules.detection_scores.input.candidates,
     output:
-        heads=f"{R}/heads/{{model}}/heads.parquet",
-        qr_plot=report(f"{R}/heads/{{model}}/qr.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        core_plot=report(f"{R}/heads/{{model}}/core.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        heads=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.parquet",
+        provenance=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.json",
+        qr_plot=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/qrhead.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        core_plot=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/core.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
     params:
-        temperature=lambda w: CFG["models"][w.model].get("core_temperature", 0.1),
+        temperature=lambda w: float(w.temperature),
+        detection=CFG.get("detection", {}),
+        prompt=lambda w: prompt_cfg(w.order),
         code=script_code("head_ranking"),
     log:
-        log_path("head_ranking", "{model}"),
+        log_path("head_ranking", "{model}", "{order}", "t{temperature}"),
     threads: 1
     resources:
         mem_mb=capped_mem(8000),
@@ -92,17 +101,17 @@ rule head_ranking:
 
 rule layer_profile:
     input:
-        scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"]),
+        scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"], w.order),
         qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
     output:
-        profile=f"{R}/layers/{{model}}/profile.parquet",
-        plot=report(f"{R}/layers/{{model}}/profile.png", caption="../report/layers.rst", category="Layers", subcategory="{model}"),
+        profile=f"{R}/layers/{{model}}/{{order}}/profile.parquet",
+        plot=report(f"{R}/layers/{{model}}/{{order}}/profile.png", caption="../report/layers.rst", category="Layers", subcategory="{model}"),
     params:
         metric=CFG["evaluation"]["main_metric"],
         cache_dir=CFG["cache_dir"],
         code=script_code("layer_profile"),
     log:
-        log_path("layer_profile", "{model}"),
+        log_path("layer_profile", "{model}", "{order}"),
     threads: 1
     resources:
         mem_mb=capped_mem(8000),
@@ -113,17 +122,17 @@ rule layer_profile:
 
 rule headrank_train:
     input:
-        scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"]),
+        scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"], w.order),
         qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
     output:
-        f"{R}/headrank/{{model}}/{{method}}.json",
+        f"{R}/headrank/{{model}}/{{order}}/{{method}}.json",
     params:
         spec=lambda w: CFG["methods"][w.method],
         code=script_code("headrank_train"),
     log:
-        log_path("headrank_train", "{model}", "{method}"),
+        log_path("headrank_train", "{model}", "{order}", "{method}"),
     benchmark:
-        bench_path("headrank_train", "{model}", "{method}")
+        bench_path("headrank_train", "{model}", "{order}", "{method}")
     threads: 2
     resources:
         mem_mb=capped_mem(8000),
@@ -136,21 +145,23 @@ rule rerank_attention:
     # a CPU aggregation over the cached tensor: adding a method never needs a new forward pass
     input:
         unpack(method_artifacts),
-        scores=scores_manifest("{model}", "{dataset}", "{retriever}"),
+        scores=scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
         run=first_stage_run("{dataset}", "{retriever}"),
         qrels=data_files("{dataset}")["qrels"],
     output:
-        run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}"),
-        used=rerank_run("{model}", "{dataset}", "{retriever}", "{method}").replace(".trec", ".json"),
+        run=attention_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}"),
+        used=attention_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}").replace(".trec", ".json"),
     wildcard_constraints:
         method=one_of(ATTENTION_METHODS),
     params:
         spec=lambda w: CFG["methods"][w.method],
         code=lambda w: method_code("rerank_attention", w.method),
+        # the grid settings a protocol preset is compared with (only for methods that name one)
+        grid=lambda w: {k: CFG.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")} if CFG["methods"][w.method].get("protocol") else {},
     log:
-        log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
+        log_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}"),
     benchmark:
-        bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
+        bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}")
     threads: 1
     resources:
         mem_mb=capped_mem(8000),

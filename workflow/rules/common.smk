@@ -3,6 +3,9 @@ import attnrank.config
 
 # Everything checkable before a job runs (attnrank.config.validate); a bad config stops here with one line.
 CFG = attnrank.config.validate_or_exit(config)
+import attnrank.protocols
+
+CFG["methods"] = attnrank.protocols.expand(CFG["methods"])  # a method's `protocol` preset fills its unset keys
 R = "results"
 NAME = "[A-Za-z0-9_.-]+"
 
@@ -12,6 +15,8 @@ wildcard_constraints:
     retriever=NAME,
     model=NAME,
     method=NAME,
+    order="retrieval|reversed|shuffle",
+    temperature="[0-9.e+-]+",
 
 
 def eval_datasets():
@@ -38,14 +43,20 @@ def dataset_runs(dataset):
     }
     for m in CFG["models"]:
         for r in CFG["candidates"]["retrievers"]:
-            for meth in CFG["methods"]:
+            for meth in TEXT_METHODS:
                 ids = {"dataset": dataset, "retriever": r, "model": m, "method": meth}
                 runs[rerank_run(m, dataset, r, meth)] = ids
+            for meth in ATTENTION_METHODS:
+                for o in method_orders(meth):
+                    ids = {"dataset": dataset, "retriever": r, "model": m, "method": run_label(meth, o)}
+                    runs[attention_run(m, dataset, r, meth, o)] = ids
     return runs
 
 
 def all_outputs():
     out = [f"{R}/tables/results.csv", f"{R}/tables/results.tex"]
+    if ATTENTION_METHODS and CFG["models"]:
+        out.append(f"{R}/tables/position_bias.png")
     out += [candidates(d, r) for d in eval_datasets() for r in CFG["candidates"]["retrievers"]]
     if with_latency():
         out += [f"{R}/latency/latency.csv", f"{R}/latency/tradeoff.png"]
@@ -116,12 +127,61 @@ def model_dir(model):
     return f"{R}/models/{model}"
 
 
-def scores_manifest(model, dataset, retriever):
-    return f"{R}/scores/{model}/{dataset}/{retriever}/manifest.json"
+def scores_manifest(model, dataset, retriever, order):
+    return f"{R}/scores/{model}/{dataset}/{retriever}/{order}/manifest.json"
 
 
 def rerank_run(model, dataset, retriever, method):
     return f"{R}/rerank/{model}/{dataset}/{retriever}/{method}.trec"
+
+
+def attention_run(model, dataset, retriever, method, order):
+    return f"{R}/rerank/{model}/{dataset}/{retriever}/{order}/{method}.trec"
+
+
+# ---------------------------------------------------------------------------------------------- prompt order axis
+ORDERS = ("retrieval", "reversed", "shuffle")
+
+
+def _orders(value, key):
+    vals = [value] if isinstance(value, str) else list(value or [])
+    bad = [v for v in vals if v not in ORDERS]
+    if not vals or bad:
+        raise attnrank.errors.InputError(f"config key '{key}': orders must be a non-empty list of {list(ORDERS)} (got {value!r})")
+    return sorted(set(vals), key=ORDERS.index)
+
+
+def method_orders(method):
+    """Prompt orders an attention method runs in: its own ``order`` (str or list), else ``prompt.orders``, else
+    ``prompt.order``. One attention pass per model x dataset x candidate list x order serves every method."""
+    spec = CFG["methods"][method]
+    if "order" in spec:
+        return _orders(spec["order"], f"methods.{method}.order")
+    return _orders(CFG["prompt"].get("orders") or CFG["prompt"]["order"], "prompt.orders")
+
+
+ALL_ORDERS = sorted({o for m in ATTENTION_METHODS for o in method_orders(m)}, key=ORDERS.index)
+
+
+def run_label(method, order):
+    """The method column of a run: ``icr`` when the grid has one prompt order, ``icr@reversed`` when it has several."""
+    return f"{method}@{order}" if len(ALL_ORDERS) > 1 else method
+
+
+def prompt_cfg(order):
+    """The PromptConfig dict of the attention pass in ``order``."""
+    return {**{k: v for k, v in CFG["prompt"].items() if k != "orders"}, "order": order}
+
+
+def temperature_tag(t):
+    return repr(float(t))
+
+
+def core_temperature(model, method=None):
+    """The CoRe detection temperature: the method's ``temperature``, else the model's ``core_temperature``, else 0.1."""
+    spec = CFG["methods"].get(method, {}) if method else {}
+    t = spec.get("temperature", CFG["models"][model].get("core_temperature", 0.1))
+    return float(t)
 
 
 def engine_depth():
@@ -135,21 +195,28 @@ def engine_depth():
     return int(d)
 
 
-def artifact_files(model, method):
-    """Inputs an attention method needs besides the score cache: head ranking, layer profile, HeadRank weights."""
+def heads_table(model, order, temperature):
+    return f"{R}/heads/{model}/{order}/t{temperature_tag(temperature)}/heads.parquet"
+
+
+def artifact_files(model, method, order=None):
+    """Inputs an attention method needs besides the score cache: head ranking, layer profile, HeadRank weights.
+    Heads are detected, layers profiled and HeadRank trained with prompts in the order the method re-ranks in
+    (default: the method's first order)."""
+    order = order or method_orders(method)[0]
     needs = attnrank.methods.needs(CFG["methods"][method]["kind"])
     files = {}
     if "heads" in needs:
-        files["heads"] = f"{R}/heads/{model}/heads.parquet"
+        files["heads"] = heads_table(model, order, core_temperature(model, method))
     if "window" in needs:
-        files["profile"] = f"{R}/layers/{model}/profile.parquet"
+        files["profile"] = f"{R}/layers/{model}/{order}/profile.parquet"
     if "weights" in needs:
-        files["weights"] = f"{R}/headrank/{model}/{method}.json"
+        files["weights"] = f"{R}/headrank/{model}/{order}/{method}.json"
     return files
 
 
 def method_artifacts(w):
-    return artifact_files(w.model, w.method)
+    return artifact_files(w.model, w.method, w.order)
 
 
 # ----------------------------------------------------------------------------------------------------- resources

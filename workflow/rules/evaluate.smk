@@ -68,3 +68,21 @@ rule tables:
         runtime=30,
     script:
         "../scripts/tables.py"
+
+
+rule position_bias_plot:
+    # Spearman between a document's score and its prompt slot, per attention run (mean over queries)
+    input:
+        f"{R}/tables/results.csv",
+    output:
+        report(f"{R}/tables/position_bias.png", caption="../report/tables.rst", category="Tables"),
+    params:
+        code=script_code("position_bias_plot"),
+    log:
+        log_path("position_bias_plot", "plot"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/position_bias_plot.py"

@@ -17,7 +17,7 @@ rule latency:
     params:
         methods=CFG["methods"],
         family=FAMILY,
-        prompt=CFG["prompt"],
+        prompt=prompt_cfg(ALL_ORDERS[0] if ALL_ORDERS else CFG["prompt"]["order"]),
         sample=CFG.get("latency", {}),
         code=script_code("latency"),
         cache_dir=CFG["cache_dir"],

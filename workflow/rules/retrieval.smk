@@ -29,9 +29,11 @@ rule retrieve:
     input:
         unpack(retrieve_inputs),
     output:
-        first_stage_run("{dataset}", "{retriever}"),
+        run=first_stage_run("{dataset}", "{retriever}"),
+        meta=first_stage_run("{dataset}", "{retriever}").replace(".trec", ".json"),  # self-matches dropped, excluded
     params:
         spec=lambda w: CFG["retrievers"][w.retriever],
+        drop_self_matches=CFG["candidates"]["drop_self_matches"],
         embeddings=f"{R}/indexes/{{dataset}}/dense-{{retriever}}.npz",
         code=script_code("retrieve"),
     log:

@@ -26,6 +26,8 @@ def main(smk):
         batch_size=getattr(smk.resources, "batch", p.batch_size),  # halves on an out-of-memory retry
         dtype=None if p.dtype == "auto" else getattr(torch, p.dtype),
         on_shard=on_shard,
+        token_scores=p.token_scores,
+        token_dtype=p.token_dtype,
     )
     man = scorecache.read_manifest(cache)
     return {"queries": man["n_queries"], "shards": len(man["shards"]), "layers": man["n_layers"], "heads": man["n_heads"]}

@@ -13,7 +13,7 @@ def main(smk):
     det = detection.build_detection_set(
         ds.queries, ds.qrels, io.read_trec(smk.input.run), ds.corpus,
         n_queries=spec["n_queries"], n_negatives=spec["n_negatives"], positions=spec["positions"], seed=spec["seed"],
-        report=report,
+        report=report, negatives=spec.get("negatives", "hardest"),
     )
     io.write_parquet(det, smk.output[0])
     io.write_json(smk.output[0].removesuffix(".parquet") + ".json", report)

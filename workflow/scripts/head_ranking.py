@@ -1,4 +1,4 @@
-"""Score every (layer, head) on the detection set (QR and CoRe), rank them, and plot heat maps."""
+"""Score every (layer, head) on the detection set (qr_mass, QRHead, CoRe), rank them, record provenance, plot."""
 from pathlib import Path
 
 from attnrank import wiring
@@ -9,11 +9,17 @@ def main(smk):
 
     from attnrank import detection, heads, io, scorecache
 
+    p, w = smk.params, smk.wildcards
+    cache = Path(smk.input.scores).parent
     labels = detection.positive_labels(pl.read_parquet(smk.input.detection))
-    table = heads.score_heads(scorecache.iter_scores(Path(smk.input.scores).parent), labels, smk.params.temperature)
+    table = heads.score_heads(scorecache.iter_scores(cache), labels, p.temperature)
     io.write_parquet(table, smk.output.heads)
-    heads.plot_heatmap(table, "qr", smk.output.qr_plot, title=f"QR score, {smk.wildcards.model}")
-    heads.plot_heatmap(table, "core", smk.output.core_plot, title=f"CoRe score (t={smk.params.temperature}), {smk.wildcards.model}")
+    io.write_json(smk.output.provenance, heads.provenance(
+        model=w.model, order=w.order, temperature=p.temperature, detection=dict(p.detection), prompt=dict(p.prompt),
+        manifest=scorecache.read_manifest(cache), n_samples=len(labels),
+    ))
+    heads.plot_heatmap(table, "qrhead", smk.output.qr_plot, title=f"QRHead nDCG@10 per head, {w.model} ({w.order})")
+    heads.plot_heatmap(table, "core", smk.output.core_plot, title=f"CoRe score (t={p.temperature}), {w.model} ({w.order})")
     return {"heads": table.height, "samples": len(labels)}
 
 

@@ -1,11 +1,11 @@
-"""First-stage retrieval (bm25 or dense) to a TREC run."""
+"""First-stage retrieval (bm25 or dense) to a TREC run; self-matching documents dropped and counted in its .json."""
 from attnrank import wiring
 
 
 def main(smk):
     import polars as pl
 
-    from attnrank import bright, io
+    from attnrank import bright, candidates, io
 
     spec = smk.params.spec
     queries = pl.read_parquet(smk.input.queries)
@@ -21,9 +21,15 @@ def main(smk):
     excluded = bright.read_excluded(smk.input.meta)  # BRIGHT: documents excluded per query (empty elsewhere)
     if excluded.height:
         run = bright.drop_excluded(run, excluded)
-    io.write_trec(run, smk.output[0], tag=smk.wildcards.retriever, depth=spec["depth"])
+    meta = {"n_excluded": excluded.height}
+    if smk.params.drop_self_matches:  # BEIR's evaluation and ICR drop a document whose id is the query id
+        run, info = candidates.drop_self_matches(run)
+        meta.update(info)
+    io.write_trec(run, smk.output.run, tag=smk.wildcards.retriever, depth=spec["depth"])
+    io.write_json(smk.output.meta, meta)
     n_hit = run["qid"].n_unique()
-    return {"queries": queries.height, "without_hits": queries.height - n_hit, "excluded": excluded.height, "rows": run.height}
+    return {"queries": queries.height, "without_hits": queries.height - n_hit, "excluded": excluded.height,
+            "self_matches_dropped": meta.get("self_matches_dropped", 0), "rows": run.height}
 
 
 wiring.run(snakemake, main)

@@ -1,0 +1,72 @@
+"""Protocol pieces: self-matching documents dropped from first-stage runs, the position-bias statistic."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from attnrank import candidates, position
+from attnrank.scores import QueryScores
+
+
+def test_self_matches_are_dropped_and_counted():
+    # query "a" retrieves itself at rank 1 (ArguAna / Quora style); "b" does not; ids compared as strings
+    run = pl.DataFrame({"qid": ["a", "a", "a", "b", "b", "7"], "docid": ["a", "x", "y", "x", "z", "7"],
+                        "rank": [1, 2, 3, 1, 2, 1], "score": [9.0, 5.0, 4.0, 3.0, 2.0, 1.0]})
+    kept, info = candidates.drop_self_matches(run)
+    assert info["self_matches_dropped"] == 2 and info["queries_with_self_match"] == ["7", "a"]
+    assert (kept["qid"] != kept["docid"]).all()
+    assert kept.filter(pl.col("qid") == "a")[["docid", "rank"]].rows() == [("x", 1), ("y", 2)]  # renumbered, order kept
+    assert kept.filter(pl.col("qid") == "b").height == 2
+    kept2, info2 = candidates.drop_self_matches(kept)
+    assert info2["self_matches_dropped"] == 0 and kept2.equals(kept)
+
+
+def qs(qid, positions):
+    k = len(positions)
+    z = np.zeros((1, 1, k), np.float32)
+    return QueryScores(qid, [f"d{j}" for j in range(k)], z, z, z[0], np.asarray(positions, np.int32), np.ones(k, np.int32))
+
+
+def test_position_bias_is_spearman_of_score_and_slot():
+    # reversed prompt: candidate j sits in slot k-1-j
+    a = qs("a", [3, 2, 1, 0])
+    b = qs("b", [0, 1, 2, 3])
+    c = qs("c", [0, 1, 2, 3])
+    scores = {"a": np.array([1.0, 2.0, 3.0, 4.0]),  # higher for earlier slots: rho = -1 (primacy)
+              "b": np.array([1.0, 2.0, 4.0, 3.0]),  # rho = 0.8
+              "c": np.array([5.0, 5.0, 5.0, 5.0])}  # constant: undefined, left out
+    got = position.position_bias([a, b, c], lambda s: scores[s.qid])
+    assert set(got) == {"a", "b"}
+    assert got["a"] == pytest.approx(-1.0) and got["b"] == pytest.approx(0.8)
+    rows = position.per_query_rows(got)
+    assert rows.columns == ["qid", "metric", "value"] and set(rows["metric"]) == {"position_bias"}
+
+
+def test_protocol_presets_fill_unset_method_keys_and_report_grid_deviations():
+    from attnrank import protocols
+    from attnrank.errors import InputError
+
+    got = protocols.expand({
+        "core": {"kind": "core", "protocol": "core"},
+        "qrh": {"kind": "qrhead", "protocol": "qrhead", "k_heads": 32},  # the entry wins (70B: 32 heads)
+        "icr": {"kind": "icr", "protocol": "icr"},
+        "hr": {"kind": "headrank", "protocol": "shared"},
+        "plain": {"kind": "icr"},
+    })
+    assert got["core"] == {"kind": "core", "protocol": "core", "order": "retrieval", "k_heads": 8, "calibration": "masked"}
+    assert got["qrh"]["k_heads"] == 32 and got["qrh"]["order"] == "reversed"
+    assert got["icr"]["order"] == "reversed" and "k_heads" not in got["icr"]
+    assert "calibration" not in got["hr"] and got["hr"]["order"] == "reversed"
+    assert got["plain"] == {"kind": "icr"}
+    with pytest.raises(InputError, match=r"'methods.x.protocol': unknown protocol 'nope'"):
+        protocols.expand({"x": {"kind": "icr", "protocol": "nope"}})
+    cfg = {"retrievers": {"bm25": {"kind": "bm25"}}, "candidates": {"depth": 20, "max_doc_words": 300},
+           "prompt": {"doc_max_tokens": 100}, "detection": {"n_queries": 1000, "n_negatives": 9, "positions": 5}}
+    dev = protocols.deviations("core", cfg, "bm25")
+    assert any(d.startswith("first_stage: paper 'dense:ibm-granite") for d in dev)
+    assert "depth: paper 40, here 20" in dev and "doc_max_tokens: paper None, here 100" in dev
+    assert "detection_negatives: paper 49, here 9" in dev and not any(d.startswith("detection_queries") for d in dev)
+    assert protocols.deviations("shared", {**cfg, "candidates": {"depth": 100, "max_doc_words": 300},
+                                           "prompt": {"doc_max_tokens": None}}, "bm25") == []
