@@ -27,10 +27,6 @@ if workflow.is_main_process:
         print(_line, file=sys.stderr)
 
 
-onstart:
-    attnrank.wiring.record_lock_owner(getattr(workflow.persistence, "_lockfile", None))
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/retrieval.smk"

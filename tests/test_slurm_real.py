@@ -38,8 +38,8 @@ CONFIG = {
     "engine": {"shard_size": 1},  # one shard per query: the cancelled job leaves some behind
     "methods": {"icr": {"kind": "icr"}, "yesno": {"kind": "yesno"}},
 }
-SCORES = "results/scores/tiny/tiny/bm25"
-ATTENTION_LOG = "results/logs/attention_scores/tiny/tiny/bm25.log"
+SCORES = "results/scores/tiny/tiny/bm25/retrieval"
+ATTENTION_LOG = "results/logs/attention_scores/tiny/tiny/bm25/retrieval.log"
 
 
 def _cluster_unavailable() -> str | None:

@@ -276,3 +276,14 @@ def test_lock_stays_while_a_job_of_the_killed_run_still_works_in_the_folder(tmp_
     assert len(msgs) == 1 and f"still work in this folder (pid {job.pid})" in msgs[0], msgs
     assert len(list((tmp_path / ".snakemake" / "locks").iterdir())) == 2
     assert "removed 2 stale lock file(s)" in wiring.release_stale_locks(tmp_path)[0]  # once the job is gone
+
+
+def test_one_handler_of_each_kind():
+    """Snakemake keeps only the last `onstart:` / `onsuccess:` / `onerror:` it reads: two would silently drop one
+    (the lock-owner record and the SLURM preflight once did)."""
+    import re
+
+    texts = [(REPO / "Snakefile").read_text()] + [p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for handler in ("onstart", "onsuccess", "onerror"):
+        n = sum(len(re.findall(rf"^{handler}\s*:", t, flags=re.M)) for t in texts)
+        assert n <= 1, f"{n} '{handler}:' handlers in the workflow"

@@ -180,7 +180,7 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert "config key 'methods.bad.kind': unknown kind 'nope'" in proc.stdout + proc.stderr
     cfg = with_changes(lambda c: c["methods"].update(old={"kind": "qr", "k_heads": 4}))
     proc = snakemake(tmp_path, cfg, "-n", check=False)
-    assert "methods.old.kind: kind 'qr' was renamed: use 'qr-mass'" in proc.stdout + proc.stderr
+    assert "config key 'methods.old.kind': kind 'qr' was renamed: use 'qr-mass'" in proc.stdout + proc.stderr
 
 
 DONE_LINE = r" INFO attnrank: done: .+ in \d+\.\d s$"

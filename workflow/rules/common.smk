@@ -251,6 +251,9 @@ def capped_mem(mb, doubling=False):
     return lambda w, attempt: attnrank.resources.memory(mb, mb * (2 ** (attempt - 1) if doubling else attempt))
 
 
+# The one onstart handler of the workflow (Snakemake keeps only the last one defined).
 onstart:
+    # record which lock files this run owns, so a later run can release them after a kill (attnrank.wiring)
+    attnrank.wiring.record_lock_owner(getattr(workflow.persistence, "_lockfile", None))
     # --profile slurm: check the cluster before anything is submitted, and cap requests at its largest node
     attnrank.resources.snakemake_preflight(workflow)
