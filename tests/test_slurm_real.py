@@ -92,10 +92,15 @@ def runs(cluster, tmp_path_factory):
     }
     env.pop("SNAKEMAKE_SLURM_PARTITIONS", None)
     common = [sys.executable, "-m", "snakemake", "--configfile", str(cfg), "--replace-workflow-config"]
-    # the local reference run goes alongside the SLURM run (the SLURM run mostly waits)
+    # the local reference run goes alongside the SLURM run (the SLURM run mostly waits), with a cache folder of its
+    # own: both runs have a ranx_warmup job whose output lives in the cache folder, and Snakemake deletes a job's
+    # outputs before running it, so a shared one races with the other run's evaluate job
+    local_cfg = root / "config.local.yaml"
+    local_cfg.write_text(yaml.safe_dump({**CONFIG, "cache_dir": str(root / "cache-local")}))
     t0 = time.monotonic()
     local_log = open(root / "local.log", "w")
-    local = subprocess.Popen([*common, "--cores", "2", "-d", str(root / "local")], cwd=REPO, env=env,
+    local = subprocess.Popen([sys.executable, "-m", "snakemake", "--configfile", str(local_cfg), "--replace-workflow-config",
+                              "--cores", "2", "-d", str(root / "local")], cwd=REPO, env=env,
                              stdout=local_log, stderr=subprocess.STDOUT)
     # as docs/cluster.md says for a CPU-only cluster without accounts; faster status checks for the test
     work = root / "slurm"
