@@ -74,6 +74,10 @@ def test_pipeline_writes_tables(run_dir):
     assert top.height == 0  # the re-ranked top-5 is a permutation of the first-stage top-5
     for rule in ("dataset", "bm25_index", "retrieve", "evaluate", "attention_scores", "rerank"):
         assert any((run_dir / "results" / "logs" / rule).rglob("*.log")), rule
+    grid = pl.read_csv(run_dir / "results" / "tables" / "grid.csv")
+    cells = {r["method"]: (r["framework"], r["mechanism"]) for r in grid.iter_rows(named=True)}
+    assert cells == {"icr": ("full list", "attention"), "qr": ("full list", "attention"), "yesno": ("pointwise", "generation")}
+    assert r"\multicolumn{2}{c}{Attention}" in (run_dir / "results" / "tables" / "grid.tex").read_text()
 
 
 def test_report_html(run_dir):
@@ -283,3 +287,38 @@ def test_prompt_orders_are_a_grid_axis(run_dir):
     assert bias["value"].is_between(-1, 1).all() and bias.height > 0
     prov = json.loads((run_dir / "results/heads/tiny-llama/retrieval/t0.1/heads.json").read_text())
     assert prov["order"] == "retrieval" and prov["n_samples"] == 12 and prov["detection"]["dataset"] == "tiny-train"
+
+
+GRID_METHODS = {
+    "lw-qr": {"kind": "rankgpt", "scoring": "attention", "window": 3, "stride": 2, "attention": {"kind": "qr", "k_heads": 2}},
+    "sw-icr": {"kind": "setwise", "scorer": "attention", "c": 2, "attention": {"kind": "icr", "max_layer": 1}},
+    "pw-icr": {"kind": "pointwise", "attention": {"kind": "icr"}},
+}
+
+
+def test_bad_nested_attention_spec_fails_before_any_job(tmp_path):
+    cfg = with_changes(lambda c: c["methods"].update(lw={"kind": "rankgpt", "scoring": "attention", "attention": {"kind": "qr", "k_head": 2}}))
+    proc = snakemake(tmp_path, cfg, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "methods.lw.attention.k_head" in out and "unknown parameter" in out
+    cfg = with_changes(lambda c: (c["methods"].update(lw=GRID_METHODS["lw-qr"]), c["methods"].pop("qr"), c.pop("detection")))
+    proc = snakemake(tmp_path, cfg, "-n", check=False)
+    assert proc.returncode != 0 and "methods.lw': kind 'qr' needs the 'detection' section" in proc.stdout + proc.stderr
+
+
+def test_text_frameworks_scored_by_attention_run_with_their_artifacts(run_dir):
+    """Last in this module (it changes run_dir): only their re-ranking jobs run; the head set comes from the head table."""
+    cfg = with_changes(lambda c: c["methods"].update(GRID_METHODS))
+    jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
+    assert jobs == {"rerank_text": 3, "evaluate": 1, "tables": 1, "all": 1}, jobs
+    snakemake(run_dir, cfg)
+    grid = pl.read_csv(run_dir / "results" / "tables" / "grid.csv")
+    rows = {r["method"]: r for r in grid.iter_rows(named=True)}
+    assert (rows["lw-qr"]["framework"], rows["lw-qr"]["mechanism"]) == ("listwise", "attention")
+    assert (rows["sw-icr"]["framework"], rows["pw-icr"]["framework"]) == ("setwise", "pointwise")
+    assert all(rows[m]["seconds_source"] == "rerank job" and rows[m]["seconds_per_query"] > 0 for m in GRID_METHODS)
+    used = json.loads((run_dir / "results/rerank/tiny-llama/tiny/bm25/lw-qr.json").read_text())
+    assert used["stats"]["forward_passes"] > 0
+    # a different head table would change the ranking input: the rule depends on it
+    proc = snakemake(run_dir, cfg, "-n", "--forcerun", "head_ranking")
+    assert scheduled_jobs(proc).get("rerank_text") == 1, proc.stdout[-2000:]

@@ -234,10 +234,14 @@ def method_families(cfg: dict) -> dict[str, str]:
                 )
         except InputError as e:
             raise _config_error(e) from None
-        if out[name] == "attention":
+        # the attention kind whose artifacts the method needs: its own, or a text framework's nested `attention`
+        from .attnscoring import text_attention_spec
+
+        att = kind if out[name] == "attention" else (text_attention_spec(kind, spec, name) or {}).get("kind")
+        if att is not None:
             for need, section in (("heads", "detection"), ("window", "tuning"), ("weights", "tuning")):
-                if need in methods.needs(kind) and section not in cfg:
-                    raise InputError(f"config key 'methods.{name}': kind {kind!r} needs the '{section}' section")
+                if need in methods.needs(att) and section not in cfg:
+                    raise InputError(f"config key 'methods.{name}': kind {att!r} needs the '{section}' section")
     return out
 
 

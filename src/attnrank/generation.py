@@ -7,12 +7,15 @@ Every generation / likelihood re-ranker has one shape::
 
 ``rerank_candidates(kind, model_dir, candidates, params)`` runs one of them over a candidates table with logged
 progress and returns the run (qid, docid, score) and the cost counters. Kinds: ``rankgpt``, ``yesno``, ``qlm``,
-``setwise`` (see ``RERANKERS``).
+``setwise``, ``pointwise`` (see ``_registry``).
 
 Prompts are built from separately tokenised pieces (as the attention prompt in ``attnrank.prompts`` does) inside
 the tokenizer's chat template (one user message; Qwen3 with thinking disabled); a tokenizer without a template
 gets a plain prompt. Documents are truncated exactly as the attention prompt truncates them
 (``PromptBuilder``: ``" " + text`` tokenised, first ``max_doc_tokens`` tokens kept).
+
+Listwise ``rankgpt`` re-orders each window by ``scoring``: ``generation`` (below), ``likelihood`` (label logits of
+the setwise question over the window) or ``attention`` (``attnscoring``); ``pointwise`` is attention per passage.
 
 RankGPT: a window of ``window`` passages labelled ``[1]..[m]`` slides from the bottom of the list to the top by
 ``stride``; each window is re-ordered by the model's greedy answer ``[2] > [1] > ...``. Answers are parsed by
@@ -291,12 +294,26 @@ def rankgpt_prompt(frame: Frame, query: str, texts: list[str]) -> list[int]:
 
 
 def rerank_rankgpt(model, tokenizer, query: str, docs: list[Doc], params: dict, stats: Stats) -> Ranked:
-    """RankGPT sliding-window listwise re-ranking with greedy decoding; see the module docstring."""
+    """Sliding-window listwise re-ranking; each window is re-ordered by ``scoring``: ``generation`` (RankGPT's greedy
+    permutation), ``likelihood`` (the logits of the passage labels after "which passage is the most relevant",
+    as the Selective-ICR llm-rankers fork) or ``attention`` (``attnscoring``: the window as its own ICR prompt)."""
     p = resolve_params("rankgpt", params)
     window, stride = p["window"], p["stride"]
     if len(docs) <= 1:
         return sort_ranked(rank_by_order(docs, list(range(len(docs)))))
+    if p["scoring"] == "attention":
+        from .attnscoring import order_by_scores, scorer_from_params
+
+        scorer = scorer_from_params(model, tokenizer, p, p["_name"])
+
+        def by_attention(idx: list[int]) -> list[int]:
+            return order_by_scores(idx, scorer.score(query, [docs[j] for j in idx], stats))
+
+        return sort_ranked(rank_by_order(docs, sliding_window_order(len(docs), window, stride, by_attention)))
     frame = Frame(tokenizer, p)
+    if p["scoring"] == "likelihood":
+        return sort_ranked(rank_by_order(docs, sliding_window_order(
+            len(docs), window, stride, _likelihood_window(model, tokenizer, frame, query, docs, p, stats))))
 
     def rank_window(idx: list[int]) -> list[int]:
         m = len(idx)
@@ -317,12 +334,40 @@ def rerank_rankgpt(model, tokenizer, query: str, docs: list[Doc], params: dict, 
     return sort_ranked(rank_by_order(docs, order))
 
 
+def _likelihood_window(model, tokenizer, frame: Frame, query: str, docs: list[Doc], p: dict, stats: Stats):
+    """Listwise likelihood (Selective-ICR's llm-rankers fork, ``ListwiseLlmRanker.compare`` with ``scoring=
+    likelihood``): the setwise question over the window, one forward, passages ordered by the logit of their label
+    as the first answer token (ties keep the window's order)."""
+    from .attnscoring import order_by_scores
+    from .likelihood import _pad_id, position_logits
+    from .setwise import setwise_labels, setwise_prompt
+
+    def rank_window(idx: list[int]) -> list[int]:
+        labels = setwise_labels(frame, p["labels"], len(idx))
+        label_ids = [frame.answer_token(l, "rankgpt") for l in labels]
+        if len(set(label_ids)) != len(label_ids):
+            raise InputError("methods.rankgpt.labels: the labels do not map to distinct first tokens; use another labels setting")
+        ids = setwise_prompt(frame, query, [docs[j][1] for j in idx], labels)
+        got: list[float] = []
+
+        def keep(lg, _) -> float:
+            got.extend(lg[0, label_ids].tolist())
+            return 0.0
+
+        position_logits(model, [ids], [[len(ids) - 1]], keep, stats, 1, False, 1, _pad_id(tokenizer))
+        return order_by_scores(idx, got)
+
+    return rank_window
+
+
 # ---------------------------------------------------------------------------------------------------- driver
 def _registry() -> dict[str, Callable]:
+    from .attnscoring import rerank_pointwise
     from .likelihood import rerank_qlm, rerank_yesno
     from .setwise import rerank_setwise
 
-    return {"rankgpt": rerank_rankgpt, "yesno": rerank_yesno, "qlm": rerank_qlm, "setwise": rerank_setwise}
+    return {"rankgpt": rerank_rankgpt, "yesno": rerank_yesno, "qlm": rerank_qlm, "setwise": rerank_setwise,
+            "pointwise": rerank_pointwise}
 
 
 RERANKER_KINDS = tuple(TEXT_KINDS)

@@ -4,7 +4,9 @@ most relevant" question about a node and its (up to) ``c`` children.
 The question is answered by ``scorer``:
 - ``likelihood``: one forward; the label whose first answer token has the highest logit wins;
 - ``generation``: greedy decoding of a few tokens, the first valid label in the answer wins; an answer without
-  one keeps the parent (no swap) and counts as a parse failure (an empty answer also as an empty generation).
+  one keeps the parent (no swap) and counts as a parse failure (an empty answer also as an empty generation);
+- ``attention``: the set as its own ICR prompt (``attnscoring``, the method spec under ``attention``); the passage
+  with the highest attention score wins (as ``ICRSetwiseRanker`` of the Selective-ICR llm-rankers fork).
 
 The top ``top_k`` documents are extracted best first; the others follow in first-stage order (scores n - position).
 Ties (likelihood) and unanswered questions (generation) go to the passage earliest in first-stage order, so a
@@ -112,12 +114,22 @@ def _argmax_first_stage(values, items: list[int]) -> int:
 
 
 def rerank_setwise(model, tokenizer, query: str, docs: list[Doc], params: dict, stats: Stats) -> Ranked:
-    """Setwise heapsort re-ranking; ``params``: scorer (likelihood | generation), c, top_k, labels, max_new_tokens."""
+    """Setwise heapsort re-ranking; ``params``: scorer (likelihood | generation | attention), c, top_k, labels,
+    max_new_tokens, attention (the attention method spec), prompt."""
     p = resolve_params("setwise", params)
     c, top_k, scorer = p["c"], p["top_k"], p["scorer"]
     n = len(docs)
     if n <= 1:
         return sort_ranked(rank_by_order(docs, list(range(n))))
+    if scorer == "attention":
+        from .attnscoring import scorer_from_params
+
+        att = scorer_from_params(model, tokenizer, p, p["_name"])
+
+        def by_attention(items: list[int]) -> int:
+            return _argmax_first_stage(att.score(query, [docs[j] for j in items], stats), items)
+
+        return sort_ranked(rank_by_order(docs, heapsort_top(n, c, top_k, by_attention)))
     frame = Frame(tokenizer, p)
     labels = setwise_labels(frame, p["labels"], c + 1)
     label_ids = [frame.answer_token(l, "setwise") for l in labels]

@@ -127,7 +127,7 @@ rule headrank_train:
     output:
         f"{R}/headrank/{{model}}/{{order}}/{{method}}.json",
     params:
-        spec=lambda w: CFG["methods"][w.method],
+        spec=lambda w: attention_method_spec(w.method),
         code=script_code("headrank_train"),
     log:
         log_path("headrank_train", "{model}", "{order}", "{method}"),

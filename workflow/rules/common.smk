@@ -69,6 +69,19 @@ def with_latency():
     return "latency" in CFG and bool(CFG["models"]) and bool(CFG["methods"])
 
 
+def grid_sidecars():
+    """{.json sidecar of every re-ranked run: identifying columns}: the re-ranking jobs' own seconds per query."""
+    return {
+        trec.replace(".trec", ".json"): ids
+        for d in eval_datasets() for trec, ids in dataset_runs(d).items() if ids["model"] != "-"
+    }
+
+
+def grid_cells():
+    """GRID_CELLS keyed on the method column of the runs (``icr@reversed`` with several prompt orders)."""
+    return {**GRID_CELLS, **{run_label(m, o): GRID_CELLS[m] for m in ATTENTION_METHODS for o in method_orders(m)}}
+
+
 def latency_csvs():
     if not with_latency():
         return []
@@ -89,6 +102,20 @@ import attnrank.methods
 FAMILY = attnrank.config.method_families(CFG)  # name -> "attention" | "text" (checked in validate)
 ATTENTION_METHODS = [m for m, f in FAMILY.items() if f == "attention"]
 TEXT_METHODS = [m for m, f in FAMILY.items() if f == "text"]
+
+import attnrank.attnscoring
+import attnrank.grid
+
+GRID_CELLS = attnrank.grid.cells(CFG["methods"])  # method -> [framework, mechanism]
+
+
+def attention_method_spec(method):
+    """The attention spec a method aggregates with: an attention method's own entry, or the nested `attention` of a
+    text method that scores by attention; None for other text methods."""
+    spec = CFG["methods"][method]
+    if FAMILY[method] == "attention":
+        return spec
+    return attnrank.attnscoring.text_attention_spec(spec["kind"], spec, method)
 
 
 # Every rule passes `code=script_code("<its script>")`: a hash of the script and of every attnrank module it
@@ -113,6 +140,8 @@ def method_code(script, name):
     """script_code for a script that runs one attention method: without the other methods' own functions
     (editing one method's function reruns that method only; anything shared reruns all)."""
     kind = CFG["methods"][name]["kind"]
+    if kind not in attnrank.methods.METHODS:  # a text framework: scored by attention or not, its script's code
+        return script_code(script)
     return attnrank.codehash.registry_code_hash(SCRIPTS / f"{script}.py", attnrank.methods.METHODS, kind)
 
 
@@ -153,11 +182,18 @@ def _orders(value, key):
 
 def method_orders(method):
     """Prompt orders an attention method runs in: its own ``order`` (str or list), else ``prompt.orders``, else
-    ``prompt.order``. One attention pass per model x dataset x candidate list x order serves every method."""
-    spec = CFG["methods"][method]
+    ``prompt.order``. One attention pass per model x dataset x candidate list x order serves every method.
+    A text method scored by attention has one run, so one order: its nested ``attention.order`` if set, else the
+    first configured order (its windows / sets are prompted, and its heads / layers / weights built, in it)."""
+    if FAMILY[method] == "attention":
+        spec, key = CFG["methods"][method], f"methods.{method}.order"
+    else:
+        spec, key = attention_method_spec(method) or {}, f"methods.{method}.attention.order"
     if "order" in spec:
-        return _orders(spec["order"], f"methods.{method}.order")
-    return _orders(CFG["prompt"].get("orders") or CFG["prompt"]["order"], "prompt.orders")
+        orders = _orders(spec["order"], key)
+    else:
+        orders = _orders(CFG["prompt"].get("orders") or CFG["prompt"]["order"], "prompt.orders")
+    return orders if FAMILY[method] == "attention" else orders[:1]
 
 
 ALL_ORDERS = sorted({o for m in ATTENTION_METHODS for o in method_orders(m)}, key=ORDERS.index)
@@ -178,8 +214,9 @@ def temperature_tag(t):
 
 
 def core_temperature(model, method=None):
-    """The CoRe detection temperature: the method's ``temperature``, else the model's ``core_temperature``, else 0.1."""
-    spec = CFG["methods"].get(method, {}) if method else {}
+    """The CoRe detection temperature: the method's ``temperature`` (a text method's: its nested attention spec's),
+    else the model's ``core_temperature``, else 0.1."""
+    spec = (attention_method_spec(method) or {}) if method in CFG["methods"] else {}
     t = spec.get("temperature", CFG["models"][model].get("core_temperature", 0.1))
     return float(t)
 
@@ -200,11 +237,14 @@ def heads_table(model, order, temperature):
 
 
 def artifact_files(model, method, order=None):
-    """Inputs an attention method needs besides the score cache: head ranking, layer profile, HeadRank weights.
-    Heads are detected, layers profiled and HeadRank trained with prompts in the order the method re-ranks in
-    (default: the method's first order)."""
+    """Inputs an attention method (or a text method scored by attention) needs besides the score cache: head
+    ranking, layer profile, HeadRank weights, keyed on the kind of its attention spec. Heads are detected, layers
+    profiled and HeadRank trained with prompts in the order the method re-ranks in (default: its first order)."""
+    spec = attention_method_spec(method)
+    if spec is None:
+        return {}
     order = order or method_orders(method)[0]
-    needs = attnrank.methods.needs(CFG["methods"][method]["kind"])
+    needs = attnrank.methods.needs(spec["kind"])
     files = {}
     if "heads" in needs:
         files["heads"] = heads_table(model, order, core_temperature(model, method))
@@ -216,7 +256,7 @@ def artifact_files(model, method, order=None):
 
 
 def method_artifacts(w):
-    return artifact_files(w.model, w.method, w.order)
+    return artifact_files(w.model, w.method, getattr(w, "order", None))
 
 
 # ----------------------------------------------------------------------------------------------------- resources

@@ -45,11 +45,14 @@ rule tables:
     input:
         evals=[f"{R}/eval/{d}.parquet" for d in eval_datasets()],
         latency=latency_csvs(),  # per (model, method); latency.tex is a comment while there are none
+        sidecars=sorted(grid_sidecars()),  # the re-ranking jobs' seconds per query, for the grid
     output:
         csv=report(f"{R}/tables/results.csv", caption="../report/tables.rst", category="Tables"),
         tex=f"{R}/tables/results.tex",
         main=f"{R}/tables/main.tex",
         latency=f"{R}/tables/latency.tex",
+        grid=report(f"{R}/tables/grid.csv", caption="../report/grid.rst", category="Tables"),
+        grid_tex=f"{R}/tables/grid.tex",
     params:
         metric=CFG["evaluation"]["main_metric"],
         metrics=CFG["evaluation"]["metrics"],
@@ -58,6 +61,8 @@ rule tables:
         order={"datasets": eval_datasets(), "retrievers": list(CFG["retrievers"]), "models": list(CFG["models"]),
                "methods": list(CFG["methods"])},
         code=script_code("tables"),
+        cells=grid_cells(),
+        sidecars=grid_sidecars(),
     log:
         log_path("tables", "tables"),
     benchmark:

@@ -3,7 +3,7 @@
 def latency_inputs(w):
     lat = CFG["latency"]
     files = {"candidates": candidates(lat["dataset"], lat["retriever"]), "model": model_dir(w.model)}
-    for m in ATTENTION_METHODS:
+    for m in CFG["methods"]:
         for key, path in artifact_files(w.model, m).items():
             files[f"{m}__{key}"] = path
     return files

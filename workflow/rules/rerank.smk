@@ -1,6 +1,8 @@
-# Re-rankers that generate or score text run the model themselves (RankGPT, yes/no, query likelihood, setwise).
+# Re-rankers that generate or score text run the model themselves (RankGPT, yes/no, query likelihood, setwise), and
+# the same frameworks scored by attention (each window / set / passage as its own ICR prompt).
 rule rerank_text:
     input:
+        unpack(method_artifacts),  # heads / layer profile / HeadRank weights when the method scores by attention
         candidates=candidates("{dataset}", "{retriever}"),
         model=model_dir("{model}"),
         run=first_stage_run("{dataset}", "{retriever}"),
@@ -12,6 +14,7 @@ rule rerank_text:
     params:
         spec=lambda w: CFG["methods"][w.method],
         doc_max_tokens=CFG["prompt"]["doc_max_tokens"],  # same truncation as the attention prompt, unless overridden
+        prompt=lambda w: prompt_cfg(method_orders(w.method)[0]) if attention_method_spec(w.method) else {},  # of attention scoring
         cache_dir=CFG["cache_dir"],
         code=script_code("rerank_text"),
     log:

@@ -5,7 +5,7 @@ from attnrank import wiring
 def main(smk):
     import polars as pl
 
-    from attnrank import latency, methods, models
+    from attnrank import attnscoring, latency, methods, models
 
     sample, model_name = smk.params.sample, smk.wildcards.model
     cands = pl.read_parquet(smk.input.candidates)
@@ -15,14 +15,12 @@ def main(smk):
     for name, spec in smk.params.methods.items():
         spec = dict(spec)
         wiring.log.info("timing %s", name)
+        inputs = {k.split("__", 1)[1]: v for k, v in smk.input.items() if k.startswith(f"{name}__")}
         if smk.params.family[name] == "attention":
-            inputs = {k.split("__", 1)[1]: v for k, v in smk.input.items() if k.startswith(f"{name}__")}
             artifacts = methods.load_artifacts(spec, inputs, name)
             rows = latency.benchmark_attention(spec["kind"], spec, artifacts, model, tokenizer, cands, dict(smk.params.prompt), name=name, **opts)
         else:
-            params = {k: v for k, v in spec.items() if k != "kind"}
-            if "max_doc_tokens" not in params and "doc_max_tokens" not in params:
-                params["max_doc_tokens"] = smk.params.prompt["doc_max_tokens"]
+            params = attnscoring.text_params(name, spec, dict(smk.params.prompt), inputs)
             rows = latency.benchmark_rerank(spec["kind"], model, tokenizer, cands, params, **opts)
         summaries.append(latency.summarize(rows, model_name, name))
     latency.write_latency_csv(summaries, smk.output[0])

@@ -1,16 +1,15 @@
-"""Re-rank candidates with a generation or likelihood method (the model runs here)."""
+"""Re-rank candidates with a generation or likelihood method, or a text framework scored by attention (the model runs here)."""
 from attnrank import wiring
 
 
 def main(smk):
     import polars as pl
 
-    from attnrank import candidates, generation, io
+    from attnrank import attnscoring, candidates, generation, io
 
     name, spec = smk.wildcards.method, dict(smk.params.spec)
-    params = {k: v for k, v in spec.items() if k != "kind"}
-    if "max_doc_tokens" not in params and "doc_max_tokens" not in params:
-        params["max_doc_tokens"] = smk.params.doc_max_tokens
+    prompt = {**smk.params.prompt, "doc_max_tokens": smk.params.doc_max_tokens}
+    params = attnscoring.text_params(name, spec, prompt, dict(smk.input.items()))
     run, stats = generation.rerank_candidates(spec["kind"], smk.input.model, pl.read_parquet(smk.input.candidates), params, name=name)
     full = candidates.merge_with_tail(run, io.read_trec(smk.input.run))
     io.write_trec(full, smk.output.run, tag=name)

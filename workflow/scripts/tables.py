@@ -1,18 +1,21 @@
-"""Long-form results.csv with significance, results.tex (every metric), main.tex and latency.tex."""
+"""Long-form results.csv with significance, results.tex (every metric), main.tex, latency.tex and the framework x
+mechanism grid (grid.csv, grid.tex)."""
 from pathlib import Path
 
 from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import tables
+    from attnrank import grid, tables
 
     p = smk.params
-    tables.write_tables(
+    results = tables.write_tables(
         list(smk.input.evals), Path(smk.output.csv).parent, p.metric, metrics=p.metrics, baseline=p.baseline,
         significance=dict(p.significance), latency_paths=list(smk.input.latency),
         order=tables.TableOrder(**{k: tuple(v) for k, v in p.order.items()}),
     )
+    grid.write_grid(results, p.cells, p.metric, Path(smk.output.grid).parent, latency_paths=list(smk.input.latency),
+                    sidecars=dict(p.sidecars), methods_order=p.order["methods"])
     return {"evals": len(smk.input.evals), "latency_files": len(smk.input.latency)}
 
 
