@@ -121,13 +121,13 @@ BAD_CONFIGS = {
     "unknown kind": (
         with_methods({"x": {"kind": "icrr"}}),
         "config key 'methods.x.kind': unknown kind 'icrr' (attention: ['core', 'headrank', 'icr', 'qr-mass', 'qrhead', 'selective']; "
-        "text: ['rankgpt', 'yesno', 'qlm', 'setwise'])",
+        "text: ['rankgpt', 'yesno', 'qlm', 'setwise', 'pointwise'])",
     ),
     # text params: names and values, named by the method's name, not its kind
     "rankgpt misspelt": (
         with_methods({"rg20": {"kind": "rankgpt", "windw": 20}}),
-        "config key 'methods.rg20.windw': unknown parameter for kind 'rankgpt' (allowed: max_doc_tokens, max_doc_words, "
-        "max_new_tokens, stride, use_chat_template, window)",
+        "config key 'methods.rg20.windw': unknown parameter for kind 'rankgpt' (allowed: attention, labels, max_doc_tokens, "
+        "max_doc_words, max_new_tokens, prompt, scoring, stride, use_chat_template, window)",
     ),
     "rankgpt stride beyond window": (
         with_methods({"rg": {"kind": "rankgpt", "window": 4, "stride": 5}}),
@@ -135,7 +135,7 @@ BAD_CONFIGS = {
     ),
     "setwise scorer": (
         with_methods({"sw": {"kind": "setwise", "scorer": "vote"}}),
-        "config key 'methods.sw.scorer': expected one of ['likelihood', 'generation'], got 'vote'",
+        "config key 'methods.sw.scorer': expected one of ['likelihood', 'generation', 'attention'], got 'vote'",
     ),
     "setwise c zero": (
         with_methods({"sw": {"kind": "setwise", "c": 0}}),

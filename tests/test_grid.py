@@ -134,11 +134,11 @@ def test_pointwise_attention_scores_every_passage_alone(tiny_llama, record):
 def test_listwise_likelihood_orders_a_window_by_label_logits(tiny_llama):
     import torch
 
-    from attnrank.generation import Frame, resolve_params, RANKGPT_DEFAULTS
+    from attnrank.generation import Frame, resolve_params
 
     model, tok = tiny_llama
     docs = _docs(5)
-    p = resolve_params("rankgpt", {"scoring": "likelihood", "max_doc_tokens": 12}, RANKGPT_DEFAULTS)
+    p = resolve_params("rankgpt", {"scoring": "likelihood", "max_doc_tokens": 12})
     ranked = get_reranker("rankgpt")(model, tok, QUERY, docs, p, Stats())
     frame = Frame(tok, p)
     labels = S.setwise_labels(frame, "auto", 5)

@@ -49,8 +49,10 @@ def text_attention_spec(kind: str, spec: dict, name: str | None = None) -> dict 
     key, default = MECHANISM_KEY[kind]
     if spec.get(key, default) != "attention":
         return None
+    from .params import TEXT_KINDS
+
     what = name or kind
-    att = attention_spec(spec, what)
+    att = attention_spec({"attention": spec.get("attention", TEXT_KINDS[kind].params["attention"].default)}, what)
     methods.validate(att["kind"], {k: v for k, v in att.items() if k != "kind"}, f"{what}.attention")
     return att
 

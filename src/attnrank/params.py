@@ -204,6 +204,7 @@ TEXT_KINDS: dict[str, KindSpec] = {
         "scoring": Param("choice", "attention", choices=("attention",), doc="pointwise generation / likelihood are yesno / qlm"),
         "batch_size": Param("int", None, lo=1, null=True, doc="prompts per engine forward (null: 1 on CPU, 8 on GPU)"),
         **_ATTENTION,
+        "attention": Param("any", {"kind": "icr"}, doc="attention method spec (default: ICR)"),
     }, _attention_check, _ALIASES),
 }
 
