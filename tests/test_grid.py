@@ -19,11 +19,11 @@ from attnrank.generation import Stats, get_reranker, sliding_windows
 QUERY = "which planet has the largest moon orbit"
 PROMPT = {"doc_max_tokens": 12, "order": "reversed"}
 # head table for a QR head set in layers 0-1 of the 3-layer tiny model (the scorer then runs 2 layers only)
-HEADS = pl.DataFrame({"layer": [1, 0, 2, 0], "head": [2, 1, 0, 3], "qr_rank": [1, 2, 3, 4]})
+HEADS = pl.DataFrame({"layer": [1, 0, 2, 0], "head": [2, 1, 0, 3], "qrhead_rank": [1, 2, 3, 4]})
 SPECS = {
     "icr": ({"kind": "icr"}, {}),
     "icr-cut": ({"kind": "icr", "max_layer": 0, "calibration": "na"}, {}),
-    "qr": ({"kind": "qr", "k_heads": 2}, {"heads": HEADS}),
+    "qr": ({"kind": "qrhead", "k_heads": 2}, {"heads": HEADS}),
 }
 
 
@@ -34,7 +34,7 @@ def _docs(n):
 
 def _alone(model, tok, spec, artifacts, docs):
     """What the engine gives for ``docs`` as one prompt on its own (full depth), aggregated by the method."""
-    qs = Scorer(model, tok, PROMPT).score([QueryInput(QUERY, QUERY, [d for d, _ in docs], [t for _, t in docs])])[0]
+    qs = Scorer(model, tok, PROMPT, token_scores=True).score([QueryInput(QUERY, QUERY, [d for d, _ in docs], [t for _, t in docs])])[0]
     params = {k: v for k, v in spec.items() if k != "kind"}
     return methods.aggregate(qs, spec["kind"], params, artifacts, n_layers=model.config.num_hidden_layers)
 
@@ -152,7 +152,7 @@ def test_listwise_likelihood_orders_a_window_by_label_logits(tiny_llama):
 CELLS = [
     ("yesno", {}), ("qlm", {}), ("pointwise", {"attention": {"kind": "icr"}}),
     ("rankgpt", {"window": 3, "stride": 2, "max_new_tokens": 6}), ("rankgpt", {"scoring": "likelihood", "window": 3, "stride": 2}),
-    ("rankgpt", {"scoring": "attention", "window": 3, "stride": 2, "attention": {"kind": "qr", "k_heads": 2}}),
+    ("rankgpt", {"scoring": "attention", "window": 3, "stride": 2, "attention": {"kind": "qrhead", "k_heads": 2}}),
     ("setwise", {"scorer": "generation", "c": 2}), ("setwise", {"scorer": "likelihood", "c": 2}),
     ("setwise", {"scorer": "attention", "c": 2, "attention": {"kind": "icr", "max_layer": 1}}),
 ]
@@ -163,7 +163,7 @@ CELLS = [
 def test_every_cell_returns_a_permutation_of_the_candidates(tiny_llama, kind, spec, n):
     model, tok = tiny_llama
     params = attnscoring.text_params(kind, {"kind": kind, **spec}, PROMPT)
-    if "attention" in spec and spec["attention"]["kind"] == "qr":
+    if "attention" in spec and spec["attention"]["kind"] == "qrhead":
         params["_artifacts"] = {"heads": HEADS}
     docs = _docs(n)
     ranked = get_reranker(kind)(model, tok, QUERY, docs, params, Stats())
@@ -172,7 +172,7 @@ def test_every_cell_returns_a_permutation_of_the_candidates(tiny_llama, kind, sp
 
 
 def test_text_params_and_bad_specs_are_one_line_errors(tmp_path):
-    p = attnscoring.text_params("lw", {"kind": "rankgpt", "scoring": "attention", "attention": {"kind": "qr", "k_heads": 2}},
+    p = attnscoring.text_params("lw", {"kind": "rankgpt", "scoring": "attention", "attention": {"kind": "qrhead", "k_heads": 2}},
                                 {"doc_max_tokens": 50, "order": "reversed"}, {"heads": str(_write_heads(tmp_path))})
     assert p["max_doc_tokens"] == 50 and p["prompt"]["order"] == "reversed" and p["_artifacts"]["heads"].height == 4
     assert attnscoring.text_params("g", {"kind": "rankgpt"}, {"doc_max_tokens": 50}) == {"max_doc_tokens": 50}
@@ -181,14 +181,14 @@ def test_text_params_and_bad_specs_are_one_line_errors(tmp_path):
     with pytest.raises(InputError, match=r"methods\.lw\.attention\.kind: unknown attention kind 'icrr'"):
         attnscoring.text_attention_spec("rankgpt", {"scoring": "attention", "attention": {"kind": "icrr"}}, "lw")
     with pytest.raises(InputError, match=r"methods\.sw\.attention\.k_head: unknown parameter"):
-        attnscoring.text_attention_spec("setwise", {"scorer": "attention", "attention": {"kind": "qr", "k_head": 2}}, "sw")
+        attnscoring.text_attention_spec("setwise", {"scorer": "attention", "attention": {"kind": "qrhead", "k_head": 2}}, "sw")
     assert attnscoring.text_attention_spec("setwise", {"scorer": "generation", "attention": {"kind": "icr"}}, "sw") is None
 
 
 def test_missing_artifact_and_bad_scoring_are_input_errors(tiny_llama):
     model, tok = tiny_llama
     with pytest.raises(InputError, match="needs the 'heads' artifact"):
-        get_reranker("rankgpt")(model, tok, QUERY, _docs(3), _params({"kind": "qr", "k_heads": 2}, None, scoring="attention"), Stats())
+        get_reranker("rankgpt")(model, tok, QUERY, _docs(3), _params({"kind": "qrhead", "k_heads": 2}, None, scoring="attention"), Stats())
     with pytest.raises(InputError, match="methods.rankgpt.scoring"):
         get_reranker("rankgpt")(model, tok, QUERY, _docs(3), {"scoring": "attn"}, Stats())
     with pytest.raises(InputError, match="methods.pointwise.scoring"):
@@ -223,7 +223,7 @@ def test_grid_cells_from_config_entries():
     assert grid.cell("rankgpt", {"scoring": "attention"}) == ("listwise", "attention")
     assert grid.cell("setwise", {}) == ("setwise", "likelihood")
     assert grid.cell("setwise", {"scorer": "attention"}) == ("setwise", "attention")
-    assert grid.cell("qr", {"k_heads": 4}) == ("full list", "attention")
+    assert grid.cell("qrhead", {"k_heads": 4}) == ("full list", "attention")
     with pytest.raises(InputError, match=r"methods\.x\.scoring"):
         grid.cell("rankgpt", {"scoring": "vibes"}, "x")
     with pytest.raises(InputError, match=r"methods\.y\.kind"):

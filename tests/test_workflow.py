@@ -290,20 +290,20 @@ def test_prompt_orders_are_a_grid_axis(run_dir):
 
 
 GRID_METHODS = {
-    "lw-qr": {"kind": "rankgpt", "scoring": "attention", "window": 3, "stride": 2, "attention": {"kind": "qr", "k_heads": 2}},
+    "lw-qr": {"kind": "rankgpt", "scoring": "attention", "window": 3, "stride": 2, "attention": {"kind": "qrhead", "k_heads": 2}},
     "sw-icr": {"kind": "setwise", "scorer": "attention", "c": 2, "attention": {"kind": "icr", "max_layer": 1}},
     "pw-icr": {"kind": "pointwise", "attention": {"kind": "icr"}},
 }
 
 
 def test_bad_nested_attention_spec_fails_before_any_job(tmp_path):
-    cfg = with_changes(lambda c: c["methods"].update(lw={"kind": "rankgpt", "scoring": "attention", "attention": {"kind": "qr", "k_head": 2}}))
+    cfg = with_changes(lambda c: c["methods"].update(lw={"kind": "rankgpt", "scoring": "attention", "attention": {"kind": "qrhead", "k_head": 2}}))
     proc = snakemake(tmp_path, cfg, "-n", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "methods.lw.attention.k_head" in out and "unknown parameter" in out
-    cfg = with_changes(lambda c: (c["methods"].update(lw=GRID_METHODS["lw-qr"]), c["methods"].pop("qr"), c.pop("detection")))
+    cfg = with_changes(lambda c: (c["methods"].update(lw=GRID_METHODS["lw-qr"]), c["methods"].pop("qr"), c["methods"].pop("qrhead"), c.pop("detection")))
     proc = snakemake(tmp_path, cfg, "-n", check=False)
-    assert proc.returncode != 0 and "methods.lw': kind 'qr' needs the 'detection' section" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "methods.lw': kind 'qrhead' needs the 'detection' section" in proc.stdout + proc.stderr
 
 
 def test_text_frameworks_scored_by_attention_run_with_their_artifacts(run_dir):

@@ -5,7 +5,7 @@
 (``attnrank.engine.Scorer``: exact, calibrated by prefix reuse, truncated at the depth the method needs, batched on
 GPU) on a *set of passages as its own prompt* (the ICR prompt of ``attnrank.prompts``, the configured truncation and
 prompt order) and aggregates the per-layer/head scores with the attention method of ``spec`` (any kind of
-``attnrank.methods``: ``icr``, ``qr``/``core`` head sets, ``selective`` layer windows, ``headrank``, cuts by
+``attnrank.methods``: ``icr``, ``qrhead``/``qr-mass``/``core`` head sets, ``selective`` layer windows, ``headrank``, cuts by
 ``max_layer``/``prune``), through ``methods.aggregate`` — the same function the attention re-rankers use.
 
 The frameworks call it with:
@@ -116,7 +116,10 @@ class AttentionScorer:
         if doc_max_words is not None:
             cfg["doc_max_words"] = doc_max_words
         self.depth = methods.required_depth(self.kind, dict(self.params), self.artifacts, self.n_layers)
-        self.engine = Scorer(model, tokenizer, cfg, depth=self.depth, batch_size=batch_size)
+        # masked calibration over a head subset or layer window needs the per-head token scores (ICR's own
+        # masked calibration is the engine's masked_prefix row)
+        tokens = self.kind != "icr" and self.params.get("calibration") == "masked"
+        self.engine = Scorer(model, tokenizer, cfg, depth=self.depth, batch_size=batch_size, token_scores=tokens)
 
     def score_sets(self, query: str, sets: Sequence[Sequence[Doc]], stats=None) -> list[np.ndarray]:
         """Scores [len(set)] of each set of (docid, text), every set in its own prompt (in the given order)."""
