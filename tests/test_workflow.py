@@ -235,8 +235,8 @@ def test_bad_config_is_one_line_before_any_job(tmp_path):
     assert proc.returncode == 1
     errors = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip() and not l.startswith("Using workflow specific profile")]
     assert errors == [
-        "Error: config key 'methods.rg20.windw': unknown parameter for kind 'rankgpt' (allowed: max_doc_tokens, "
-        "max_doc_words, max_new_tokens, stride, use_chat_template, window)"
+        "Error: config key 'methods.rg20.windw': unknown parameter for kind 'rankgpt' (allowed: attention, labels, "
+        "max_doc_tokens, max_doc_words, max_new_tokens, prompt, scoring, stride, use_chat_template, window)"
     ]
     assert not (tmp_path / "results").exists()
 
