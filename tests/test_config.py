@@ -169,7 +169,13 @@ BAD_CONFIGS = {
     ),
     "baseline names no run": (
         with_methods({"icr": {"kind": "icr"}}, evaluation={"baseline": "icrx"}),
-        "config key 'evaluation.baseline': 'icrx' names no run (first_stage, a retriever: ['bm25'], or a method: ['icr'])",
+        "config key 'evaluation.baseline': 'icrx' names no run (first_stage, a retriever: ['bm25'], a method: ['icr'], "
+        "or method@order with an order of ['retrieval', 'reversed', 'shuffle'])",
+    ),
+    "baseline in no order": (
+        with_methods({"icr": {"kind": "icr"}}, evaluation={"baseline": "icr@sideways"}),
+        "config key 'evaluation.baseline': 'icr@sideways' names no run (first_stage, a retriever: ['bm25'], a method: "
+        "['icr'], or method@order with an order of ['retrieval', 'reversed', 'shuffle'])",
     ),
 }
 
@@ -182,7 +188,7 @@ def test_bad_config_exact_message(case):
     assert str(e.value) == message
 
 
-@pytest.mark.parametrize("baseline", ["first_stage", "bm25", "icr"])
+@pytest.mark.parametrize("baseline", ["first_stage", "bm25", "icr", "icr@reversed"])
 def test_baseline_may_name_first_stage_a_retriever_or_a_method(baseline):
     config.validate(with_methods({"icr": {"kind": "icr"}}, evaluation={"baseline": baseline}))
 

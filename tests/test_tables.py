@@ -353,3 +353,16 @@ def test_averages_per_family_with_cqadupstack_as_one_row():
     one = tables.results_frame(per_query({("scifact", "bm25", "-", "bm25"): [0.5, 0.5],
                                           ("trec-dl-2019", "bm25", "-", "bm25"): [0.4, 0.4]}))
     assert not any(r[0].startswith("Average") for r in check_latex(tables.metric_table(one, "ndcg@10")))
+
+
+def test_resolve_baseline_follows_the_prompt_order():
+    """With several prompt orders runs are labelled method@order; a baseline method without an order is the
+    baseline in the run's own order, method@order names one run."""
+    runs = {("d", "bm25", "-", "bm25"), ("d", "bm25", "m", "icr@retrieval"), ("d", "bm25", "m", "icr@reversed"),
+            ("d", "bm25", "m", "qrhead@retrieval"), ("d", "bm25", "m", "qrhead@reversed"), ("d", "bm25", "m", "yesno")}
+    r = sig.resolve_baseline
+    assert r(("d", "bm25", "m", "qrhead@reversed"), runs, "icr") == ("d", "bm25", "m", "icr@reversed")
+    assert r(("d", "bm25", "m", "qrhead@retrieval"), runs, "icr") == ("d", "bm25", "m", "icr@retrieval")
+    assert r(("d", "bm25", "m", "qrhead@reversed"), runs, "icr@retrieval") == ("d", "bm25", "m", "icr@retrieval")
+    assert r(("d", "bm25", "m", "icr@reversed"), runs, "icr") is None
+    assert r(("d", "bm25", "m", "yesno"), runs, "icr") is None  # a text run has no order: no icr run without one

@@ -196,10 +196,12 @@ def _check_evaluation(cfg: dict) -> None:
     if ev["main_metric"] not in ev["metrics"]:
         raise InputError(f"config key 'evaluation.main_metric': {ev['main_metric']!r} is not one of evaluation.metrics {ev['metrics']}")
     base = ev["baseline"]
-    if base != "first_stage" and base not in cfg["retrievers"] and base not in cfg["methods"]:
+    method, at, order = base.partition("@")
+    orders = ["retrieval", "reversed", "shuffle"]
+    if base != "first_stage" and base not in cfg["retrievers"] and (method not in cfg["methods"] or (at and order not in orders)):
         raise InputError(
             f"config key 'evaluation.baseline': {base!r} names no run (first_stage, a retriever: {sorted(cfg['retrievers'])}, "
-            f"or a method: {sorted(cfg['methods'])})"
+            f"a method: {sorted(cfg['methods'])}, or method@order with an order of {orders})"
         )
 
 

@@ -215,11 +215,11 @@ def compute_cache(
                     token_dtype=token_dtype)
     bar = Progress(sum(len(chunks[i]) for i in todo), f"attention {Path(model_dir).name}", unit="q", log=log, enabled=progress)
     for i in todo:
-        scores = []
-        for qs in scorer.iter_score(chunks[i]):
-            scores.append(qs)
+        got = {}
+        for qs in scorer.iter_score(chunks[i], ordered=False):  # length order: progress counts queries done
+            got[qs.qid] = qs
             bar.update(1)
-        _write_shard(out / names[i], scores, chash, code)
+        _write_shard(out / names[i], [got[q.qid] for q in chunks[i]], chash, code)
         if on_shard is not None:
             on_shard(i, out / names[i])
     bar.close()

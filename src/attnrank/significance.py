@@ -147,13 +147,17 @@ def resolve_baseline(run: RunKey, available: set[RunKey], baseline: str) -> RunK
     ``baseline = "first_stage"``: the first-stage run that the run re-ranks, (dataset, retriever, "-", retriever).
     Any other name B: the run of method B with the same dataset, first stage and model (e.g. ``icr`` to test
     QR / CoRe heads against all-heads ICR of the same model) if it exists, else the first-stage run of retriever
-    B on the same dataset (e.g. ``bm25``: every run against BM25).
+    B on the same dataset (e.g. ``bm25``: every run against BM25). With several prompt orders, runs are labelled
+    ``method@order``: B without an order means B in the run's own order (``icr`` tests ``qrhead@reversed``
+    against ``icr@reversed``); ``B@order`` names one run.
     """
-    dataset, retriever, model, _ = run
+    dataset, retriever, model, method = run
     if baseline == FIRST_STAGE:
         candidates = [(dataset, retriever, FIRST_STAGE_MODEL, retriever)]
     else:
-        candidates = [(dataset, retriever, model, baseline), (dataset, baseline, FIRST_STAGE_MODEL, baseline)]
+        _, at, order = method.partition("@")
+        same_order = [(dataset, retriever, model, f"{baseline}@{order}")] if at and "@" not in baseline else []
+        candidates = same_order + [(dataset, retriever, model, baseline), (dataset, baseline, FIRST_STAGE_MODEL, baseline)]
     for c in candidates:
         if c in available:
             return None if c == run else c
