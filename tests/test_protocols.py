@@ -23,6 +23,27 @@ def test_self_matches_are_dropped_and_counted():
     assert info2["self_matches_dropped"] == 0 and kept2.equals(kept)
 
 
+def test_self_match_judged_relevant_is_counted_and_warned(caplog):
+    """Ids that collide by accident (CISI: query 34 and document 34 are unrelated, and judged relevant) are not
+    silently dropped: the count is in the run's metadata and the log says which key turns the drop off."""
+    run = pl.DataFrame({"qid": ["34", "34", "5"], "docid": ["34", "9", "5"], "rank": [1, 2, 1], "score": [3.0, 2.0, 1.0]})
+    qrels = pl.DataFrame({"qid": ["34", "5"], "docid": ["34", "8"], "relevance": [1, 1]})
+    with caplog.at_level("WARNING"):
+        _, info = candidates.drop_self_matches(run, qrels, "cisi/bm25")
+    assert info["self_matches_dropped"] == 2 and info["self_matches_judged_relevant"] == 1
+    assert "cisi/bm25: 1 dropped self-match(es) are judged relevant (queries ['34'])" in caplog.text
+    assert "drop_self_matches: false" in caplog.text
+
+
+def test_drop_self_matches_per_dataset():
+    from attnrank import config
+
+    cfg = {"candidates": {"drop_self_matches": True}, "datasets": {"arguana": {}, "cisi": {"drop_self_matches": False}}}
+    assert config.drop_self_matches(cfg, "arguana") and not config.drop_self_matches(cfg, "cisi")
+    cfg["candidates"]["drop_self_matches"] = False
+    assert not config.drop_self_matches(cfg, "arguana")
+
+
 def qs(qid, positions):
     k = len(positions)
     z = np.zeros((1, 1, k), np.float32)

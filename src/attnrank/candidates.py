@@ -55,16 +55,26 @@ def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None,
     return cands, meta
 
 
-def drop_self_matches(run: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+def drop_self_matches(run: pl.DataFrame, qrels: pl.DataFrame | None = None, where: str = "run") -> tuple[pl.DataFrame, dict]:
     """Drop retrieved documents whose id equals the query id, as BEIR's evaluation (``ignore_identical_ids``) and
     ICR do (ArguAna, Quora: the query is itself a corpus document). Returns the run (ranks renumbered from 1 in
-    the old order) and counts for the run's metadata."""
+    the old order) and counts for the run's metadata. With ``qrels`` (qid, docid, relevance), a dropped document
+    judged relevant is counted and warned about: query and document ids then collide by accident (CISI's do),
+    and the dataset's ``drop_self_matches`` should be false."""
     same = pl.col("qid").cast(pl.String) == pl.col("docid").cast(pl.String)
     dropped = run.filter(same)
+    judged: list[str] = []
+    if qrels is not None and dropped.height:
+        rel = qrels.filter(pl.col("relevance") > 0).select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String))
+        judged = sorted(dropped.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String)).join(rel, on=["qid", "docid"])["qid"].to_list())
+        if judged:
+            log.warning("%s: %d dropped self-match(es) are judged relevant (queries %s): query and document ids collide "
+                        "by accident here; set datasets.<name>.drop_self_matches: false", where, len(judged), judged[:10])
     kept = run.filter(~same)
     if "rank" in kept.columns:
         kept = kept.sort(["qid", "rank"]).with_columns(rank=pl.int_range(1, pl.len() + 1).over("qid").cast(run.schema["rank"]))
-    info = {"self_matches_dropped": dropped.height, "queries_with_self_match": sorted(dropped["qid"].cast(pl.String).unique().to_list())[:20]}
+    info = {"self_matches_dropped": dropped.height, "queries_with_self_match": sorted(dropped["qid"].cast(pl.String).unique().to_list())[:20],
+            "self_matches_judged_relevant": len(judged)}
     return kept, info
 
 

@@ -369,3 +369,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def drop_self_matches(cfg: dict, dataset: str) -> bool:
+    """Whether ``dataset``'s first-stage runs drop documents whose id is the query id: the dataset's own
+    ``drop_self_matches``, else ``candidates.drop_self_matches``."""
+    return bool(cfg["datasets"][dataset].get("drop_self_matches", cfg["candidates"].get("drop_self_matches", True)))

@@ -33,7 +33,7 @@ rule retrieve:
         meta=first_stage_run("{dataset}", "{retriever}").replace(".trec", ".json"),  # self-matches dropped, excluded
     params:
         spec=lambda w: CFG["retrievers"][w.retriever],
-        drop_self_matches=CFG["candidates"]["drop_self_matches"],
+        drop_self_matches=lambda w: attnrank.config.drop_self_matches(CFG, w.dataset),
         embeddings=f"{R}/indexes/{{dataset}}/dense-{{retriever}}.npz",
         code=script_code("retrieve"),
     log:

@@ -23,7 +23,7 @@ def main(smk):
         run = bright.drop_excluded(run, excluded)
     meta = {"n_excluded": excluded.height}
     if smk.params.drop_self_matches:  # BEIR's evaluation and ICR drop a document whose id is the query id
-        run, info = candidates.drop_self_matches(run)
+        run, info = candidates.drop_self_matches(run, pl.read_parquet(smk.input.qrels), f"{smk.wildcards.dataset}/{smk.wildcards.retriever}")
         meta.update(info)
     io.write_trec(run, smk.output.run, tag=smk.wildcards.retriever, depth=spec["depth"])
     io.write_json(smk.output.meta, meta)
