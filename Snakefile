@@ -35,6 +35,7 @@ include: "workflow/rules/attention.smk"
 include: "workflow/rules/rerank.smk"
 include: "workflow/rules/latency.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:

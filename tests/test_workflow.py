@@ -98,7 +98,7 @@ def test_adding_a_dataset_schedules_only_its_jobs(run_dir):
     # the new dataset's chain (2 first stages, 1 attention pass, 3 re-rankings), its evaluation and the table
     assert jobs == {
         "dataset": 1, "bm25_index": 1, "retrieve": 2, "candidates": 1, "attention_scores": 1,
-        "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1,
+        "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "all": 1,
     }, jobs
 
 
@@ -108,20 +108,21 @@ def test_adding_an_attention_method_needs_no_new_attention_pass(run_dir):
         c["methods"]["icr-pruned"] = {"kind": "icr", "max_layer": 0}
 
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(add), "-n"))
-    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1}, jobs
+    # the heat maps outline the heads of the new CoRe method
+    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "head_plots": 1, "all": 1}, jobs
 
 
 def test_changing_one_methods_params_reruns_only_that_method(run_dir):
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(lambda c: c["methods"]["qr"].update(k_heads=2)), "-n"))
-    assert jobs == {"rerank_attention": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1}, jobs
+    assert jobs == {"rerank_attention": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "head_plots": 1, "all": 1}, jobs
 
 
 def test_adding_a_model_schedules_only_its_jobs(run_dir):
     cfg = with_changes(lambda c: c["models"].update({"tiny-qwen": {"source": "tiny", "arch": "qwen3"}}))
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
     assert jobs == {
-        "prepare_model": 1, "attention_scores": 1, "detection_scores": 1, "head_ranking": 1,
-        "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "all": 1,
+        "prepare_model": 1, "attention_scores": 1, "detection_scores": 1, "head_ranking": 1, "head_plots": 1,
+        "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "all": 1,
     }, jobs
 
 

@@ -100,32 +100,43 @@ def grid_frame(results: pl.DataFrame, method_cells: Mapping[str, Sequence[str]],
 
 
 def _order(values, preferred: Sequence[str]) -> list[str]:
-    rank = {n: i for i, n in enumerate(preferred)}
-    return sorted(set(values), key=lambda n: (rank.get(n, len(rank)), n))
+    from .tables import TableOrder
+
+    return TableOrder.sort(values, preferred)
 
 
-def grid_table(frame: pl.DataFrame, model: str, dataset: str, retriever: str, *, methods_order: Sequence[str] = (),
-               scale: float = 100.0) -> str:
-    """Booktabs table of one (model, dataset, retriever): frameworks as rows, per mechanism the metric (x ``scale``)
-    and seconds per query; the best metric in bold. A cell holds the first method in ``methods_order``."""
-    from .tables import latex_escape, metric_label
-
+def chosen_cells(frame: pl.DataFrame, model: str, dataset: str, retriever: str, methods_order: Sequence[str] = ()
+                 ) -> dict[tuple[str, str], dict]:
+    """{(framework, mechanism): grid row} of one (model, dataset, retriever): per cell the first method in
+    ``methods_order``; InputError when none has a cell."""
     sub = frame.filter((pl.col("model") == model) & (pl.col("dataset") == dataset) & (pl.col("retriever") == retriever))
     if sub.is_empty():
         raise InputError(f"grid: no grid methods for model {model!r}, dataset {dataset!r}, first stage {retriever!r}")
-    metric = sub["metric"][0]
     chosen: dict[tuple[str, str], dict] = {}
     for name in _order(sub["method"].unique(), methods_order):
         r = sub.filter(pl.col("method") == name).row(0, named=True)
         chosen.setdefault((r["framework"], r["mechanism"]), r)
+    return chosen
+
+
+def grid_table(frame: pl.DataFrame, model: str, dataset: str, retriever: str, *, methods_order: Sequence[str] = (),
+               scale: float = 100.0, labels: Mapping[str, str] | None = None) -> str:
+    """Booktabs table of one (model, dataset, retriever): frameworks as rows, per mechanism the metric (x ``scale``)
+    and seconds per query; the best metric in bold. A cell holds the first method in ``methods_order``. ``labels``:
+    display names of config keys."""
+    from .tables import display_name, latex_escape, metric_label
+
+    lab = lambda n: latex_escape(display_name(labels, n))  # noqa: E731
+    chosen = chosen_cells(frame, model, dataset, retriever, methods_order)
+    metric = next(iter(chosen.values()))["metric"]
     frameworks = [f for f in FRAMEWORKS if any(k[0] == f for k in chosen)]
     mechs = [m for m in MECHANISMS if any(k[1] == m for k in chosen)]
     shown = {k: f"{r['value'] * scale:.1f}" for k, r in chosen.items()}
     best = max(float(v) for v in shown.values())
     mlabel = latex_escape(metric_label(metric))
     cap = (f"{mlabel} ($\\times${scale:g}) and seconds per query (s/q) of re-ranking frameworks (rows) by relevance "
-           f"mechanism (columns): {latex_escape(model)} on {latex_escape(dataset)}, {latex_escape(retriever)} candidates. "
-           "Best in bold. Methods: " + "; ".join(f"{latex_escape(r['method'])} ({k[0]}, {k[1]})" for k, r in chosen.items()) + ".")
+           f"mechanism (columns): {lab(model)} on {lab(dataset)}, {lab(retriever)} candidates. "
+           "Best in bold. Methods: " + "; ".join(f"{lab(r['method'])} ({k[0]}, {k[1]})" for k, r in chosen.items()) + ".")
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{cap}}}",
              rf"\label{{tab:grid:{_safe(model)}:{_safe(dataset)}:{_safe(retriever)}}}",
              r"\begin{tabular}{l" + "rr" * len(mechs) + "}", r"\toprule",
@@ -154,9 +165,9 @@ def _safe(s: str) -> str:
 
 def write_grid(results: pl.DataFrame, method_cells: Mapping[str, Sequence[str]], metric: str, out_dir: str | Path, *,
                latency_paths: Sequence[str | Path] = (), sidecars: Mapping[str, Mapping] | None = None,
-               methods_order: Sequence[str] = ()) -> pl.DataFrame:
+               methods_order: Sequence[str] = (), labels: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Write grid.csv (long form) and grid.tex (one table per model, dataset and first stage; a LaTeX comment when
-    no configured method has a cell with results). Returns the long-form frame."""
+    no configured method has a cell with results; ``labels``: display names). Returns the long-form frame."""
     frames = [pl.read_csv(p) for p in latency_paths]
     lat = pl.concat(frames, how="diagonal_relaxed") if frames else None
     frame = grid_frame(results, method_cells, metric, lat, sidecar_seconds(sidecars or {}))
@@ -164,6 +175,6 @@ def write_grid(results: pl.DataFrame, method_cells: Mapping[str, Sequence[str]],
     with atomic_path(out / "grid.csv") as tmp:
         frame.write_csv(tmp)
     keys = frame.select("model", "dataset", "retriever").unique(maintain_order=True).rows()
-    tex = "\n".join(grid_table(frame, m, d, r, methods_order=methods_order) for m, d, r in keys)
+    tex = "\n".join(grid_table(frame, m, d, r, methods_order=methods_order, labels=labels) for m, d, r in keys)
     write_text(out / "grid.tex", tex or "% no method of the framework x mechanism grid has results\n")
     return frame

@@ -23,7 +23,6 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
-from .io import atomic_path
 from .progress import progress
 from .scores import QueryScores
 
@@ -116,27 +115,40 @@ def top_heads(heads: pl.DataFrame, by: str, k: int, max_layer: int | None = None
     return list(zip(df["layer"].to_list(), df["head"].to_list()))
 
 
-def plot_heatmap(df: pl.DataFrame, column: str, path: str | Path, title: str | None = None) -> None:
-    """Heat map (layers x heads) of one score column of a head table, written atomically (format from suffix)."""
+def plot_heatmap(df: pl.DataFrame, column: str, path: str | Path, title: str | None = None,
+                 marks: dict[str, list[tuple[int, int]]] | None = None) -> None:
+    """Heat map (layers x heads) of one score column of a head table, with integer ticks; ``marks`` outlines the
+    heads each named method uses ({method: [(layer, head), ...]}). Written atomically, a PDF beside a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
+
+    from .report import save_figure
 
     if column not in df.columns:
         raise InputError(f"heads: no column '{column}' to plot (have {df.columns})")
     n_layers, n_heads = int(df["layer"].max()) + 1, int(df["head"].max()) + 1
     grid = np.full((n_layers, n_heads), np.nan)
     grid[df["layer"].to_numpy(), df["head"].to_numpy()] = df[column].to_numpy()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * n_heads + 2), max(3.0, 0.2 * n_layers + 1.5)))
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.3 * n_heads + 2.5), max(3.0, 0.22 * n_layers + 1.5)))
     im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")
     fig.colorbar(im, ax=ax, label=column)
+    for i, (method, heads) in enumerate((marks or {}).items()):
+        color = ("red", "white", "orange", "magenta")[i % 4]
+        for j, (layer, head) in enumerate(heads):
+            ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=1.6,
+                                   label=f"{method} ({len(heads)} heads)" if j == 0 else None))
+    if marks:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(marks)), fontsize=8, frameon=False)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("head")
-    ax.set_ylabel("layer")
+    ax.set_ylabel("layer (0-based)")
     ax.set_title(title or f"{column} score per head")
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -213,42 +213,59 @@ _MARKERS = "osD^v<>pP*Xhd"
 
 
 def plot_tradeoff(df: pl.DataFrame, path: str | os.PathLike, metric: str = "ndcg@10",
-                  x: str = "seconds_per_query") -> None:
-    """Effectiveness against cost: one panel per model, one marker per method (same marker across panels)."""
+                  x: str = "seconds_per_query", *, reference: dict[str, float] | None = None, title: str | None = None,
+                  labels: dict[str, str] | None = None) -> None:
+    """Effectiveness against cost: one panel per model, one marker per method (same marker across panels); a log
+    x axis with plain-number ticks when the costs span more than a decade; ``reference`` ({label: value}, e.g.
+    the first stage) as dashed horizontal lines; ``title`` above the panels. A PDF is written beside a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from .report import save_figure
 
     missing = [c for c in ("model", "method", x, metric) if c not in df.columns]
     if missing:
         raise InputError(f"plot_tradeoff: table lacks column(s) {missing}")
+    from .tables import display_name
+
+    lab = lambda n: display_name(labels, n)  # noqa: E731
     df = df.filter(pl.col(x).is_not_null() & pl.col(metric).is_not_null()).sort(["model", "method"])
     models = df["model"].unique(maintain_order=True).to_list() or ["(none)"]
     methods = sorted(df["method"].unique().to_list())
     marker = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(methods)}
     color = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.0 * len(models), 4.0), squeeze=False, sharey=True)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
     for ax, model in zip(axes[0], models):
         sub = df.filter(pl.col("model") == model)
         for m in methods:
             pts = sub.filter(pl.col("method") == m)
             if pts.height:
-                ax.scatter(pts[x].to_list(), pts[metric].to_list(), marker=marker[m], color=color[m], label=m, s=50)
+                ax.scatter(pts[x].to_list(), pts[metric].to_list(), marker=marker[m], color=color[m], label=lab(m), s=50)
+        for i, (name, value) in enumerate((reference or {}).items()):
+            ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[i % 3], linewidth=1, label=name)
         xs = [v for v in sub[x].to_list() if v > 0]
-        if xs and max(xs) / min(xs) > 20:
+        if xs and max(xs) / min(xs) > 10:
             ax.set_xscale("log")
-        ax.set_title(model)
-        ax.set_xlabel(x.replace("_", " "))
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(metric)
-    handles = [plt.Line2D([], [], marker=marker[m], color=color[m], linestyle="", label=m) for m in methods]
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(lab(model))
+        ax.set_xlabel("seconds per query" if x == "seconds_per_query" else x.replace("_", " "))
+        ax.grid(alpha=0.3, which="major")
+    axes[0][0].set_ylabel(metric.replace("ndcg", "nDCG"))
+    handles = [plt.Line2D([], [], marker=marker[m], color=color[m], linestyle="", label=lab(m)) for m in methods]
+    handles += [plt.Line2D([], [], color="0.3", linestyle=("--", ":", "-.")[i % 3], label=name)
+                for i, name in enumerate(reference or {})]
     if handles:
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=suffix, bbox_inches="tight", dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

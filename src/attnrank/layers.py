@@ -22,7 +22,6 @@ import polars as pl
 from .progress import progress
 
 from .errors import InputError
-from .io import atomic_path
 from .scores import QueryScores
 
 log = logging.getLogger(__name__)
@@ -113,26 +112,34 @@ def select_window(profile: pl.DataFrame, width: int, metric: str | None = None, 
 
 
 def plot_profile(
-    profile: pl.DataFrame, path: str | Path, window: tuple[int, int] | None = None, title: str | None = None
+    profile: pl.DataFrame, path: str | Path, window: tuple[int, int] | None = None, title: str | None = None,
+    windows: dict[str, tuple[int, int]] | None = None,
 ) -> None:
-    """Line plot of the per-layer metric (the 'bell curve'), the selected window shaded; written atomically."""
+    """Line plot of the per-layer metric (the 'bell curve') with integer layer ticks; the selected window (or each
+    named method's window in ``windows``) shaded. Written atomically, a PDF beside a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from .report import save_figure
 
     metric = next(c for c in profile.columns if c != "layer")
     prof = profile.sort("layer")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
     ax.plot(prof["layer"].to_numpy(), prof[metric].to_numpy(), marker="o", ms=3)
+    shaded = dict(windows or {})
     if window is not None:
-        ax.axvspan(window[0] - 0.5, window[1] + 0.5, alpha=0.2, color="tab:orange", label=f"window {window[0]}-{window[1]}")
-        ax.legend()
+        shaded.setdefault("window", window)
+    for i, (name, (a, b)) in enumerate(shaded.items()):
+        ax.axvspan(a - 0.5, b + 0.5, alpha=0.2, color=f"C{(i + 1) % 10}", label=f"{name}: layers {a}-{b}")
+    if shaded:
+        ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (0-based)")
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} of each single layer")
     ax.grid(alpha=0.3)
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+    save_figure(fig, path)
     plt.close(fig)

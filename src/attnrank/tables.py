@@ -18,8 +18,9 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import polars as pl
 
 from .errors import InputError
@@ -37,11 +38,14 @@ WIDE_ABOVE = 8  # value columns: table* (both columns of a two-column paper) abo
 LATENCY_WIDE_ABOVE = 3  # the cost table does not fit one column of a two-column paper with more columns
 METRIC_NAMES = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR", "map": "MAP", "precision": "P", "hits": "Hits", "hit_rate": "HR"}
 LATENCY_REQUIRED = ("model", "method", "seconds_per_query")
+# pseudo-metrics in results.csv that are no effectiveness (attnrank.position.METRIC: its own plot), so not tabulated
+DIAGNOSTIC_METRICS = ("position_bias",)
 
 
 @dataclass(frozen=True)
 class TableOrder:
-    """Preferred order of rows / columns (config order); names not listed follow alphabetically."""
+    """Preferred order of rows / columns (config order); a run label ``icr@reversed`` sits with ``icr``; names not
+    listed follow alphabetically."""
 
     datasets: tuple[str, ...] = ()
     retrievers: tuple[str, ...] = ()
@@ -51,7 +55,7 @@ class TableOrder:
     @staticmethod
     def sort(names: Iterable[str], preferred: Sequence[str]) -> list[str]:
         rank = {n: i for i, n in enumerate(preferred)}
-        return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
+        return sorted(set(names), key=lambda n: (rank.get(n, rank.get(str(n).partition("@")[0], len(rank))), n))
 
 
 def collect(paths: list[str | Path]) -> pl.DataFrame:
@@ -61,13 +65,23 @@ def collect(paths: list[str | Path]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed")
 
 
+CI_LEVEL = 0.95
+
+
 def summarise(per_query: pl.DataFrame) -> pl.DataFrame:
-    """Mean of every metric per run: columns dataset, retriever, model, method, metric, value, n_queries."""
-    return (
+    """Mean of every metric per run: columns dataset, retriever, model, method, metric, value, n_queries, std (over
+    queries, ddof 1), ci_low, ci_high (95% Student-t interval of the mean; null with one query)."""
+    from scipy.stats import t
+
+    out = (
         per_query.group_by(ID_COLS + ["metric"])
-        .agg(value=pl.col("value").mean(), n_queries=pl.col("qid").n_unique())
+        .agg(value=pl.col("value").mean(), n_queries=pl.col("qid").n_unique(), std=pl.col("value").std(ddof=1))
         .sort(ID_COLS + ["metric"])
     )
+    n = out["n_queries"].to_numpy()
+    quantile = t.ppf(0.5 + CI_LEVEL / 2, np.maximum(n - 1, 1))
+    half = pl.Series(np.where(n > 1, quantile * out["std"].fill_null(0).to_numpy() / np.sqrt(n), np.nan)).fill_nan(None)
+    return out.with_columns(ci_low=pl.col("value") - half, ci_high=pl.col("value") + half)
 
 
 def results_frame(per_query: pl.DataFrame, baseline: str = FIRST_STAGE, cfg: TestConfig = TestConfig()) -> pl.DataFrame:
@@ -80,7 +94,7 @@ def results_frame(per_query: pl.DataFrame, baseline: str = FIRST_STAGE, cfg: Tes
         base, on=["dataset", "metric", "baseline_retriever", "baseline_model", "baseline_method"], how="left"
     )
     return out.with_columns(delta=pl.col("value") - pl.col("baseline_value")).select(
-        ID_COLS + ["metric", "value", "n_queries", "baseline_retriever", "baseline_model", "baseline_method", "baseline_value", "delta",
+        ID_COLS + ["metric", "value", "n_queries", "std", "ci_low", "ci_high", "baseline_retriever", "baseline_model", "baseline_method", "baseline_value", "delta",
                    "n_pairs", "p_value", "p_holm", "significant"]
     ).sort(ID_COLS + ["metric"])
 
@@ -100,6 +114,16 @@ def metric_label(metric: str) -> str:
     return METRIC_NAMES.get(name, name) + (f"@{cut}" if cut else "")
 
 
+def display_name(labels: Mapping[str, str] | None, name: str) -> str:
+    """Display name of a config key: its ``label`` (``labels``), else the key. A run of a method in one of several
+    prompt orders (``icr@reversed``) keeps its order: ``<label of icr>@reversed``."""
+    labels = labels or {}
+    if name in labels:
+        return labels[name]
+    base, sep, order = str(name).partition("@")
+    return f"{labels[base]}@{order}" if sep and base in labels else name
+
+
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-")
 
@@ -110,7 +134,7 @@ class _Group:
     columns: list[tuple[str, str, str]]  # (retriever, model, method)
 
 
-def _groups(sub: pl.DataFrame, order: TableOrder) -> list[_Group]:
+def _groups(sub: pl.DataFrame, order: TableOrder, labels: Mapping[str, str] | None = None) -> list[_Group]:
     runs = set(sub.select("retriever", "model", "method").unique().iter_rows())
     groups = []
     first = [r for r in runs if r[1] == FIRST_STAGE_MODEL]
@@ -123,7 +147,8 @@ def _groups(sub: pl.DataFrame, order: TableOrder) -> list[_Group]:
         for ret in retrievers:
             methods = [r[2] for r in rerank if r[0] == ret and r[1] == model]
             if methods:
-                label = model if len(retrievers) == 1 else f"{model} ({ret})"
+                label = (display_name(labels, model) if len(retrievers) == 1
+                         else f"{display_name(labels, model)} ({display_name(labels, ret)})")
                 groups.append(_Group(label, [(ret, model, m) for m in TableOrder.sort(methods, order.methods)]))
     return groups
 
@@ -153,40 +178,48 @@ def _baseline_text(baseline: str) -> str:
 
 
 def metric_table(results: pl.DataFrame, metric: str, *, order: TableOrder = TableOrder(), baseline: str = FIRST_STAGE,
-                 cfg: TestConfig = TestConfig(), label: str | None = None, scale: float = 100.0, decimals: int = 1) -> str:
+                 cfg: TestConfig = TestConfig(), label: str | None = None, scale: float = 100.0, decimals: int = 1,
+                 labels: Mapping[str, str] | None = None, candidates: Mapping | None = None) -> str:
     """Booktabs table of one metric from ``results_frame`` output (datasets as rows, run groups as columns).
 
-    Best value per row (compared as printed, so ties are all bold) in bold; the average row (only with >= 2
-    datasets) is the mean over datasets of each column that has every dataset, else "--".
+    The best re-ranker per row (compared as printed, so ties are all bold; first stages only where a row has no
+    re-ranker) in bold; the average row (only with >= 2 datasets) is the mean over datasets of each column that
+    has every dataset, else "--". ``labels`` maps dataset / retriever / model / method keys to display names;
+    ``candidates`` ({"depth": k, "retrievers": [...]}) puts the re-ranked depth and first stage in the caption.
     """
+    lab = lambda n: display_name(labels, n)  # noqa: E731
     sub = results.filter(pl.col("metric") == metric)
     if sub.is_empty():
         raise InputError(f"tables: no results for metric {metric!r} (have {sorted(results['metric'].unique())})")
-    groups = _groups(sub, order)
+    groups = _groups(sub, order, labels)
     columns = [c for g in groups for c in g.columns]
+    reranker = [c[1] != FIRST_STAGE_MODEL for c in columns]
     datasets = TableOrder.sort(sub["dataset"].unique(), order.datasets)
     cell = {(r["dataset"], r["retriever"], r["model"], r["method"]): r for r in sub.iter_rows(named=True)}
 
     spec = "l" + "".join("r" * len(g.columns) for g in groups)
-    lines = _begin(len(columns), spec, _caption(metric, baseline, cfg, len(datasets) > 1, scale), label or f"tab:{_safe(metric)}")
+    caption = _caption(metric, baseline, cfg, bool(family_rows(row_groups(datasets))), scale, _candidates_text(candidates, lab))
+    lines = _begin(len(columns), spec, caption, label or f"tab:{_safe(metric)}")
     head, rules, start = [""], [], 2
     for g in groups:
         head.append(rf"\multicolumn{{{len(g.columns)}}}{{c}}{{{latex_escape(g.label)}}}")
         rules.append(rf"\cmidrule(lr){{{start}-{start + len(g.columns) - 1}}}")
         start += len(g.columns)
     lines += [" & ".join(head) + r" \\", " ".join(rules)]
-    lines.append(" & ".join(["Dataset"] + [latex_escape(c[2]) for c in columns]) + r" \\")
+    lines.append(" & ".join(["Dataset"] + [latex_escape(lab(c[2])) for c in columns]) + r" \\")
     lines.append(r"\midrule")
 
     def row(name: str, values: list[float | None], marks: list[str]) -> str:
         shown = [None if v is None else _fmt(v, scale, decimals) for v in values]
-        best = max((float(s) for s in shown if s is not None), default=None)
-        cells = [latex_escape(name)]
-        for s, mark in zip(shown, marks):
+        eligible = [i for i, s in enumerate(shown) if s is not None and reranker[i]]
+        eligible = eligible or [i for i, s in enumerate(shown) if s is not None]  # a row without re-rankers
+        best = max((float(shown[i]) for i in eligible), default=None)
+        cells = [latex_escape(lab(name))]
+        for i, (s, mark) in enumerate(zip(shown, marks)):
             if s is None:
                 cells.append("--")
             else:
-                cells.append((rf"\textbf{{{s}}}" if float(s) == best else s) + _CELL_MARK[mark])
+                cells.append((rf"\textbf{{{s}}}" if i in eligible and float(s) == best else s) + _CELL_MARK[mark])
         return " & ".join(cells) + r" \\"
 
     table_rows = row_groups(datasets)
@@ -201,10 +234,10 @@ def metric_table(results: pl.DataFrame, metric: str, *, order: TableOrder = Tabl
             r = cell.get((members[0], *c)) if len(members) == 1 else None  # a collapsed row carries no test marks
             marks.append("" if r is None or not r["significant"] else (MARK_BETTER if r["delta"] > 0 else MARK_WORSE))
         lines.append(row(label, [value[(label, c)] for c in columns], marks))
-    for fam, labels in family_rows(table_rows):
+    for fam, fam_rows in family_rows(table_rows):
         avg = []
         for c in columns:
-            vals = [value[(lab, c)] for lab in labels]
+            vals = [value[(r, c)] for r in fam_rows]
             avg.append(None if any(v is None for v in vals) else math.fsum(vals) / len(vals))
         lines += [r"\midrule", row(f"Average ({fam})", avg, [""] * len(columns))]
     return "\n".join(lines + _end(len(columns)))
@@ -250,10 +283,19 @@ def family_rows(rows: Sequence[tuple[str, list[str]]]) -> list[tuple[str, list[s
     return [(f, fams[f]) for f in FAMILIES if len(fams.get(f, [])) > 1]
 
 
-def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: float) -> str:
+def _candidates_text(candidates: Mapping | None, lab=lambda n: n) -> str:
+    """'Re-rankers re-rank the top-20 of bm25. ' from {"depth": 20, "retrievers": ["bm25"]} (empty without)."""
+    if not candidates or "depth" not in candidates:
+        return ""
+    rets = ", ".join(latex_escape(lab(r)) for r in candidates.get("retrievers") or []) or "the first stage"
+    return f"Re-rankers re-rank the top-{int(candidates['depth'])} of {rets}. "
+
+
+def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: float, rerank_text: str = "") -> str:
     unit = rf" ($\times${scale:g})" if scale != 1 else ""
     return (
-        f"{latex_escape(metric_label(metric))}{unit} of first-stage retrievers and re-rankers. Best per row in bold. "
+        f"{latex_escape(metric_label(metric))}{unit} of first-stage retrievers and re-rankers. {rerank_text}"
+        "Best re-ranker per row in bold. "
         rf"{MARK_BETTER}/{MARK_WORSE}: significantly better/worse than {_baseline_text(baseline)} "
         f"({cfg.describe()}, Holm-corrected over the runs tested on each dataset, $p \\leq {cfg.alpha:g}$)."
         + (" Average: mean over the datasets of one benchmark family (BEIR, TREC DL, BRIGHT; CQADupStack is the"
@@ -261,12 +303,19 @@ def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: 
     )
 
 
+COUNT = "count"  # format of counts: an integer as an integer ("1"), a fractional mean with one decimal ("91.3")
+
+
 def _fmt_num(v: float | None, fmt: str) -> str:
-    return "--" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "--"
+    if fmt == COUNT:
+        return format(int(round(v)), ",d") if float(v).is_integer() else format(v, ",.1f")
+    return format(v, fmt)
 
 
 def latency_table(latency: pl.DataFrame, effectiveness: pl.DataFrame | None = None, metric: str = "ndcg@10", *,
-                  order: TableOrder = TableOrder(), label: str = "tab:latency") -> str:
+                  order: TableOrder = TableOrder(), label: str = "tab:latency", labels: Mapping[str, str] | None = None) -> str:
     """Booktabs cost table: one row per (model, method), grouped by model; the best value per model in bold.
 
     ``latency`` has columns model, method, seconds_per_query and optionally forward_passes_per_query,
@@ -282,8 +331,8 @@ def latency_table(latency: pl.DataFrame, effectiveness: pl.DataFrame | None = No
     # (key, header, format, better: "min" | "max" | "" = not bolded)
     cols: list[tuple[str, str, str, str]] = [("seconds_per_query", "ms/q", ",.1f", "min")]
     lat = latency.with_columns(seconds_per_query=pl.col("seconds_per_query").cast(pl.Float64) * 1000)
-    for key, head, fmt, better in (("forward_passes_per_query", "Passes", ".1f", ""),
-                                   ("generated_tokens_per_query", "Tokens", ".1f", ""),
+    for key, head, fmt, better in (("forward_passes_per_query", "Passes", COUNT, ""),
+                                   ("generated_tokens_per_query", "Tokens", COUNT, ""),
                                    ("peak_mem_bytes", "Mem (GiB)", ".2f", "min")):
         if key in lat.columns and lat[key].drop_nulls().len():
             lat = lat.with_columns(pl.col(key).cast(pl.Float64))
@@ -313,7 +362,7 @@ def latency_table(latency: pl.DataFrame, effectiveness: pl.DataFrame | None = No
         if i:
             lines.append(r"\midrule")
         for j, m in enumerate(methods):
-            cells = [latex_escape(model) if j == 0 else "", latex_escape(m)]
+            cells = [latex_escape(display_name(labels, model)) if j == 0 else "", latex_escape(display_name(labels, m))]
             for key, _, fmt, _ in cols:
                 s = _fmt_num(rows[(model, m)][key], fmt)
                 cells.append(rf"\textbf{{{s}}}" if best.get(key) == s else s)
@@ -342,24 +391,27 @@ NO_LATENCY = "% no latency measurements were given to the tables rule\n"
 
 def write_tables(eval_paths: list[str | Path], out_dir: str | Path, metric: str, *, metrics: Sequence[str] = (),
                  baseline: str = FIRST_STAGE, significance: dict | TestConfig | None = None,
-                 latency_paths: Sequence[str | Path] = (), order: TableOrder = TableOrder()) -> pl.DataFrame:
+                 latency_paths: Sequence[str | Path] = (), order: TableOrder = TableOrder(),
+                 labels: Mapping[str, str] | None = None, candidates: Mapping | None = None) -> pl.DataFrame:
     """Write results.csv (long form), results.tex (every metric), main.tex (``metric``) and latency.tex.
 
-    latency.tex holds only a LaTeX comment when no latency CSV is given. Returns the long-form frame.
+    latency.tex holds only a LaTeX comment when no latency CSV is given. ``labels``: display names;
+    ``candidates``: the re-ranked depth and first stages, for the captions. Returns the long-form frame.
     """
     cfg = significance if isinstance(significance, TestConfig) else TestConfig.from_config(significance)
     results = results_frame(collect(eval_paths), baseline, cfg)
     present = set(results["metric"].unique())
     if metric not in present:
         raise InputError(f"config key 'evaluation.main_metric': {metric!r} was not evaluated (have {sorted(present)})")
-    ordered = [metric] + [m for m in TableOrder.sort(present, metrics) if m != metric]
+    ordered = [metric] + [m for m in TableOrder.sort(present, metrics) if m not in (metric, *DIAGNOSTIC_METRICS)]
     out = Path(out_dir)
     with atomic_path(out / "results.csv") as tmp:
         results.write_csv(tmp)
-    kw = dict(order=order, baseline=baseline, cfg=cfg)
+    kw = dict(order=order, baseline=baseline, cfg=cfg, labels=labels, candidates=candidates)
     write_text(out / "results.tex", "\n".join(metric_table(results, m, **kw) for m in ordered))
     write_text(out / "main.tex", metric_table(results, metric, label="tab:main", **kw))
     frames = [pl.read_csv(p) for p in latency_paths]
-    lat = latency_table(pl.concat(frames, how="diagonal_relaxed"), results, metric, order=order) if frames else NO_LATENCY
+    lat = (latency_table(pl.concat(frames, how="diagonal_relaxed"), results, metric, order=order, labels=labels)
+           if frames else NO_LATENCY)
     write_text(out / "latency.tex", lat)
     return results

@@ -23,6 +23,8 @@ rule attention_scores:
     threads: model_threads
     resources:
         **model_resources(runtime=720, batch=True),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/attention_scores.py"
 
@@ -42,6 +44,8 @@ rule detection_set:
     resources:
         mem_mb=capped_mem(8000),
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/detection_set.py"
 
@@ -71,6 +75,8 @@ rule detection_scores:
     threads: model_threads
     resources:
         **model_resources(runtime=720, batch=True),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/attention_scores.py"
 
@@ -82,8 +88,6 @@ rule head_ranking:
     output:
         heads=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.parquet",
         provenance=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.json",
-        qr_plot=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/qrhead.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        core_plot=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/core.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
     params:
         temperature=lambda w: float(w.temperature),
         detection=CFG.get("detection", {}),
@@ -95,6 +99,8 @@ rule head_ranking:
     resources:
         mem_mb=capped_mem(8000),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/head_ranking.py"
 
@@ -105,7 +111,6 @@ rule layer_profile:
         qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
     output:
         profile=f"{R}/layers/{{model}}/{{order}}/profile.parquet",
-        plot=report(f"{R}/layers/{{model}}/{{order}}/profile.png", caption="../report/layers.rst", category="Layers", subcategory="{model}"),
     params:
         metric=CFG["evaluation"]["main_metric"],
         cache_dir=CFG["cache_dir"],
@@ -116,6 +121,8 @@ rule layer_profile:
     resources:
         mem_mb=capped_mem(8000),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/layer_profile.py"
 
@@ -137,6 +144,8 @@ rule headrank_train:
     resources:
         mem_mb=capped_mem(8000),
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/headrank_train.py"
 
@@ -166,5 +175,7 @@ rule rerank_attention:
     resources:
         mem_mb=capped_mem(8000),
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/rerank_attention.py"

@@ -6,7 +6,11 @@ CFG = attnrank.config.validate_or_exit(config)
 import attnrank.protocols
 
 CFG["methods"] = attnrank.protocols.expand(CFG["methods"])  # a method's `protocol` preset fills its unset keys
+# display names (tables, plots): <section>.<name>.label, default the key; taken out of the specs so that
+# editing a label reruns no computation
+LABELS = {n: spec.pop("label", n) for sec in ("datasets", "retrievers", "models", "methods") for n, spec in CFG[sec].items()}
 R = "results"
+CONDA_ENV = "../../envs/attnrank.yaml"  # every rule's `conda:` (relative to workflow/rules/); used with --sdm conda
 NAME = "[A-Za-z0-9_.-]+"
 
 
@@ -53,11 +57,18 @@ def dataset_runs(dataset):
     return runs
 
 
+def table_order():
+    """Rows and columns of tables and plots in config order."""
+    return {"datasets": eval_datasets(), "retrievers": list(CFG["retrievers"]), "models": list(CFG["models"]),
+            "methods": list(CFG["methods"])}
+
+
 def all_outputs():
-    out = [f"{R}/tables/results.csv", f"{R}/tables/results.tex"]
+    out = [f"{R}/tables/results.csv", f"{R}/tables/results.tex", f"{R}/tables/results.html"]
     if ATTENTION_METHODS and CFG["models"]:
         out.append(f"{R}/tables/position_bias.png")
     out += [candidates(d, r) for d in eval_datasets() for r in CFG["candidates"]["retrievers"]]
+    out += plot_outputs()  # plots.smk
     if with_latency():
         out += [f"{R}/latency/latency.csv", f"{R}/latency/tradeoff.png"]
     return out
@@ -70,7 +81,8 @@ def with_latency():
 
 
 def grid_sidecars():
-    """{.json sidecar of every re-ranked run: identifying columns}: the re-ranking jobs' own seconds per query."""
+    """{.json sidecar of every re-ranked run: identifying columns}: the re-ranking jobs' own seconds per query (grid)
+    and what each run used (diagnostics table)."""
     return {
         trec.replace(".trec", ".json"): ids
         for d in eval_datasets() for trec, ids in dataset_runs(d).items() if ids["model"] != "-"

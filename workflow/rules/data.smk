@@ -14,5 +14,7 @@ rule dataset:
     resources:
         mem_mb=capped_mem(8000, doubling=True),  # NQ / MS MARCO corpora need more on retry
         runtime=120,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/dataset.py"

@@ -26,6 +26,8 @@ rule latency:
     threads: model_threads
     resources:
         **model_resources(runtime=240),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/latency.py"
 
@@ -37,15 +39,21 @@ rule latency_table:
     output:
         csv=f"{R}/latency/latency.csv",
         plot=report(f"{R}/latency/tradeoff.png", caption="../report/latency.rst", category="Cost"),
+        pdf=f"{R}/latency/tradeoff.pdf",
+        html=report(f"{R}/latency/latency.html", caption="../report/latency_table.rst", category="Cost"),
     params:
         sample=CFG.get("latency", {}),
         metric=CFG["evaluation"]["main_metric"],
         code=script_code("latency_table"),
+        order=table_order(),
+        labels=LABELS,
     log:
         log_path("latency_table", "latency"),
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/latency_table.py"

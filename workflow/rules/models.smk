@@ -13,5 +13,7 @@ rule prepare_model:
     resources:
         mem_mb=lambda w, attempt: attnrank.resources.prepare_job(CFG["models"][w.model], attempt)["mem_mb"],
         runtime=120,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prepare_model.py"

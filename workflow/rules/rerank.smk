@@ -24,5 +24,7 @@ rule rerank_text:
     threads: model_threads
     resources:
         **model_resources(runtime=720),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/rerank_text.py"

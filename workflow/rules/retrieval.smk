@@ -13,6 +13,8 @@ rule bm25_index:
     resources:
         mem_mb=lambda w, input, attempt: attnrank.resources.corpus_job(input.corpus, attempt)["mem_mb"],
         runtime=240,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/bm25_index.py"
 
@@ -44,6 +46,8 @@ rule retrieve:
     resources:
         mem_mb=lambda w, input, attempt: attnrank.resources.corpus_job(input.corpus, attempt)["mem_mb"],
         runtime=240,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/retrieve.py"
 
@@ -67,5 +71,7 @@ rule candidates:
     resources:
         mem_mb=8000,
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/candidates.py"

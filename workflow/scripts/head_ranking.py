@@ -1,4 +1,5 @@
-"""Score every (layer, head) on the detection set (qr_mass, QRHead, CoRe), rank them, record provenance, plot."""
+"""Score every (layer, head) on the detection set (qr_mass, QRHead, CoRe), rank them, record provenance (heat maps:
+rule head_plots)."""
 from pathlib import Path
 
 from attnrank import wiring
@@ -18,8 +19,6 @@ def main(smk):
         model=w.model, order=w.order, temperature=p.temperature, detection=dict(p.detection), prompt=dict(p.prompt),
         manifest=scorecache.read_manifest(cache), n_samples=len(labels),
     ))
-    heads.plot_heatmap(table, "qrhead", smk.output.qr_plot, title=f"QRHead nDCG@10 per head, {w.model} ({w.order})")
-    heads.plot_heatmap(table, "core", smk.output.core_plot, title=f"CoRe score (t={p.temperature}), {w.model} ({w.order})")
     return {"heads": table.height, "samples": len(labels)}
 
 

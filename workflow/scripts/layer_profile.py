@@ -12,7 +12,6 @@ def main(smk):
     scores = scorecache.load_scores(Path(smk.input.scores).parent)
     profile = layers.profile_layers(scores, pl.read_parquet(smk.input.qrels), metric=smk.params.metric)
     io.write_parquet(profile, smk.output.profile)
-    layers.plot_profile(profile, smk.output.plot, title=f"single-layer {smk.params.metric}, {smk.wildcards.model}")
     return {"queries": len(scores), "layers": profile.height}
 
 

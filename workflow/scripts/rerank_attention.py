@@ -17,7 +17,8 @@ def main(smk):
     artifacts = methods.load_artifacts(spec, dict(smk.input.items()), name)
     scores = scorecache.load_scores(cache)
     run = methods.rank(scores, kind, spec, artifacts, name=name, n_layers=n_layers)
-    used = {"method": name, "spec": spec, "score_cache": str(cache), "cache_layers": manifest["n_layers"]}
+    used = {"method": name, "spec": spec, "score_cache": str(cache), "cache_layers": manifest["n_layers"],
+            "model_layers": n_layers}
     used.update(methods.describe(kind, spec, artifacts, name=name, n_layers=n_layers))
 
     def score(s):
