@@ -1,7 +1,9 @@
 """End to end: the whole DAG on a tiny synthetic collection through snakemake, then incremental behaviour."""
 
+import base64
 import copy
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -80,11 +82,31 @@ def test_pipeline_writes_tables(run_dir):
     assert r"\multicolumn{2}{c}{Attention}" in (run_dir / "results" / "tables" / "grid.tex").read_text()
 
 
+def embedded(report_html: str, filename: str) -> str:
+    """The text of a file embedded (base64 data URI) in a Snakemake report."""
+    m = re.search(rf"filename={re.escape(filename)};base64,([A-Za-z0-9+/=]+)", report_html)
+    assert m, f"{filename} is not embedded in the report"
+    return base64.b64decode(m.group(1)).decode()
+
+
 def test_report_html(run_dir):
     snakemake(run_dir, CONFIG, "--report", "report.html")
     html = (run_dir / "report.html").read_text(errors="replace")
-    for name in ("qrhead.png", "core.png", "results.csv", "position_bias.png"):
+    for name in ("qrhead.png", "core.png", "results.csv", "position_bias.png", "main.tex", "effectiveness.png", "grid.tex"):
         assert name in html, name
+    # the tables are in the report as HTML tables, not only as downloads
+    results = embedded(html, "results.html")
+    assert results.count("<table>") == 3 and "nDCG@10" in results and "<td>tiny (12)</td>" in results
+    for method in ("bm25", "dense", "icr", "qr", "yesno"):
+        assert f"<th>{method}</th>" in results, method
+    diagnostics = embedded(html, "diagnostics.html")
+    assert "<td>qr</td>" in diagnostics and "<td>yesno</td>" in diagnostics
+    assert r"\begin{table" in embedded(html, "main.tex")
+
+
+def test_a_label_reruns_no_computation(run_dir):
+    jobs = scheduled_jobs(snakemake(run_dir, with_changes(lambda c: c["methods"]["qr"].update(label="QR-R")), "-n"))
+    assert jobs == {"tables": 1, "report_tables": 1, "head_plots": 1, "all": 1}, jobs
 
 
 def test_second_run_schedules_nothing(run_dir):
