@@ -137,12 +137,12 @@ def plot_heatmap(df: pl.DataFrame, column: str, path: str | Path, title: str | N
     im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")
     fig.colorbar(im, ax=ax, label=column)
     for i, (method, heads) in enumerate((marks or {}).items()):
-        color = ("red", "white", "orange", "magenta")[i % 4]
+        color = ("red", "magenta", "orange", "cyan")[i % 4]
         for j, (layer, head) in enumerate(heads):
             ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=1.6,
-                                   label=f"{method} ({len(heads)} heads)" if j == 0 else None))
+                                   label=f"{method} ({len(heads)} head{'s' * (len(heads) != 1)})" if j == 0 else None))
     if marks:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(marks)), fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(3, len(marks)), fontsize=8, frameon=False)
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("head")

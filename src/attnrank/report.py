@@ -23,7 +23,7 @@ from .tables import COUNT, DIAGNOSTIC_METRICS, ID_COLS, TableOrder, _fmt_num, di
 
 _STYLE = (
     "<style>body{font-family:sans-serif;font-size:14px;margin:12px}"
-    "table{border-collapse:collapse;margin:0 0 18px 0}caption{text-align:left;padding:4px 0;max-width:1100px}"
+    "table{border-collapse:collapse;margin:0 0 18px 0}.cap{max-width:1000px;margin:14px 0 4px 0}"
     "th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}"
     "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #444}"
     ".ci{color:#777;font-size:11px}</style>"
@@ -65,7 +65,7 @@ def metric_html(results: pl.DataFrame, metric: str, *, order: TableOrder = Table
     groups = run_groups(sub, order, labels)
     cols = [c for _, cs in groups for c in cs]
     cell = {(r["dataset"], r["retriever"], r["model"], r["method"]): r for r in sub.iter_rows(named=True)}
-    out = [f"<table><caption>{html.escape(caption)}</caption><thead><tr><th></th>"]
+    out = [f"<p class='cap'>{html.escape(caption)}</p><table><thead><tr><th></th>"]
     out += [f"<th colspan='{len(cs)}' style='text-align:center'>{html.escape(g)}</th>" for g, cs in groups]
     out.append("</tr><tr><th>Dataset (queries)</th>")
     out += [f"<th>{html.escape(_lab(labels, c[2]))}</th>" for c in cols]
@@ -125,7 +125,7 @@ def latency_html(latency: pl.DataFrame, metric: str = "ndcg@10", *, order: Table
         where += f" on {latency['device'][0]}"
     if "n_queries" in latency.columns and latency["n_queries"].n_unique() == 1:
         where += f", {latency['n_queries'][0]} sampled queries"
-    out = [f"<table><caption>{html.escape(f'Cost per query{where}.')}</caption><thead><tr><th>Model</th><th>Method</th>"]
+    out = [f"<p class='cap'>{html.escape(f'Cost per query{where}.')}</p><table><thead><tr><th>Model</th><th>Method</th>"]
     out += [f"<th>{html.escape(h)}</th>" for _, h, _ in cols]
     out.append("</tr></thead><tbody>")
     for model in TableOrder.sort(latency["model"].unique(), order.models):
@@ -239,7 +239,7 @@ _DIAG_CAPTION = ("Diagnostics of every re-ranking run (generated from the runs' 
 
 
 def diagnostics_html(diag: pl.DataFrame, *, order: TableOrder = TableOrder(), labels: Mapping[str, str] | None = None) -> str:
-    out = [f"<table><caption>{html.escape(_DIAG_CAPTION)}</caption><thead><tr><th>Dataset</th><th>Model</th><th>Method</th>"]
+    out = [f"<p class='cap'>{html.escape(_DIAG_CAPTION)}</p><table><thead><tr><th>Dataset</th><th>Model</th><th>Method</th>"]
     out += [f"<th>{html.escape(h)}</th>" for h in _DIAG_HEAD] + ["</tr></thead><tbody>"]
     for r in _ordered(diag, order):
         cells = [_lab(labels, r["dataset"]) + ("" if r["retriever"] is None else f" ({_lab(labels, r['retriever'])})"),
