@@ -98,7 +98,8 @@ def test_heatmap_written_atomically(tmp_path):
     out = tmp_path / "plots" / "core.png"
     plot_heatmap(df, "core", out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in out.parent.iterdir()] == ["core.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["core.pdf", "core.png"]  # a PDF beside, no temp file left
+    assert (out.parent / "core.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(InputError, match="no column 'nope'"):
         plot_heatmap(df, "nope", tmp_path / "x.png")
 
