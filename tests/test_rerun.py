@@ -53,7 +53,7 @@ def copy_repo(dst: Path) -> Path:
     """The parts of the repository a run needs, without caches."""
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".snakemake")
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml", "workflow", "src", "profiles", "config"):
+    for name in ("Snakefile", "config.yaml", "workflow", "src", "profiles", "config", "envs"):
         src = REPO / name
         (shutil.copytree(src, dst / name, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst / name))
     return dst
@@ -105,6 +105,11 @@ def modulefinder_closure(script: Path, src: Path) -> set[Path]:
     return files
 
 
+# rule-graph edges into rules that read some jobs of the upstream rule, not all (plots.smk: heat maps and layer
+# profiles read the sidecars of the methods that use that head table / profile)
+PARTIAL_EDGES = {("rerank_attention", "head_plots"), ("rerank_attention", "layer_plot")}
+
+
 def downstream(rules: set[str], edges: list[tuple[str, str]]) -> set[str]:
     out, todo = set(), set(rules)
     while todo:
@@ -128,11 +133,15 @@ def test_editing_any_module_or_script_reruns_exactly_the_rules_that_run_it(tmp_p
     rows, wrong = [], []
     for f in files:
         got = res["scheduled"][str(f)]
-        expected = downstream({name for name, files_ in imports.items() if f.resolve() in files_}, res["rulegraph"])
+        edited = {name for name, files_ in imports.items() if f.resolve() in files_}
+        expected = downstream(edited, res["rulegraph"])
+        # a figure reads the runs of only the methods that use its head table / layer profile: an edit that reruns
+        # other methods' runs may leave it alone (every other rule aggregates all runs of its upstream rule)
+        must = downstream(edited, [e for e in res["rulegraph"] if tuple(e) not in PARTIAL_EDGES])
         rel = f.relative_to(src) if f.is_relative_to(src) else f.relative_to(repo)
         rows.append(f"| {rel} | {', '.join(f'{k} {v}' for k, v in got.items()) or '(nothing)'} |")
-        if set(got) != expected:
-            wrong.append(f"{rel}: scheduled {sorted(got)}, expected {sorted(expected)}")
+        if not must <= set(got) <= expected:
+            wrong.append(f"{rel}: scheduled {sorted(got)}, expected {sorted(must)} (and maybe {sorted(expected - must)})")
     print("\n| module or script edited | rules scheduled (jobs) |\n|---|---|\n" + "\n".join(rows))
     assert not wrong, "\n".join(wrong)
     # every rule that runs code is rerun by an edit of its own script
