@@ -108,3 +108,52 @@ def test_latency_html_counts_as_integers():
     html = report.latency_html(lat, labels={"icr": "ICR"})
     assert "<td>m</td><td>ICR</td><td>500.0</td><td>1</td><td>0</td><td>1.00</td><td>30.0</td>" in html
     assert "<td>91.3</td><td>91.3</td>" in html and "on cpu, 3 sampled queries" in html
+
+
+def test_run_labels_of_several_prompt_orders_keep_the_order_and_sort_with_their_method():
+    labels = {"icr": "ICR"}
+    assert tables.display_name(labels, "icr@reversed") == "ICR@reversed"
+    assert tables.display_name(labels, "qr@reversed") == "qr@reversed" and tables.display_name(None, "icr") == "icr"
+    order = ("icr", "qr")
+    assert TableOrder.sort(["qr", "icr@shuffle", "zz", "icr@reversed"], order) == ["icr@reversed", "icr@shuffle", "qr", "zz"]
+
+
+def test_grid_html_one_table_per_model_dataset_first_stage_with_labels():
+    frame = pl.DataFrame({
+        "dataset": ["d1"] * 3 + ["d2"], "retriever": ["bm25"] * 4, "model": ["m"] * 4,
+        "framework": ["full list", "pointwise", "listwise", "full list"],
+        "mechanism": ["attention", "generation", "generation", "attention"], "method": ["icr", "yesno", "rankgpt", "icr"],
+        "metric": ["ndcg@10"] * 4, "value": [0.40, 0.30, 0.45, 0.2], "n_queries": [10, 10, 10, 5],
+        "seconds_per_query": [0.12, None, 3.5, 0.1], "seconds_source": ["rerank job", None, "latency", "rerank job"],
+    })
+    page = report.grid_html(frame, order=TableOrder(datasets=("d2", "d1")), labels={"icr": "ICR", "d1": "Cranfield"})
+    assert page.count("<table>") == 2 and page.index("on d2 (5 queries)") < page.index("on Cranfield (10 queries)")
+    first = page[page.index("Cranfield (10 queries)"):]
+    rows = dict(re.findall(r"<tr><td>(\w[\w ]*)</td>(.*?)</tr>", first)[:3])
+    assert set(rows) == {"Pointwise", "Listwise", "Full list"}
+    assert "<b>45.0</b>" in rows["Listwise"] and "3.50 s/q, rankgpt" in rows["Listwise"]
+    assert "&ndash;" in rows["Full list"] and "40.0" in rows["Full list"] and "0.12 s/q, ICR" in rows["Full list"]
+    assert "&ndash;, yesno" in rows["Pointwise"]  # no timing
+    assert "No configured method" in report.grid_html(frame.clear())
+
+
+def test_position_bias_plot_one_bar_per_prompt_order_png_and_pdf(tmp_path):
+    from attnrank import position
+
+    rows = [{"dataset": "d", "retriever": "bm25", "model": "m", "method": f"{m}@{o}", "metric": position.METRIC,
+             "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "n_queries": 5}
+            for (m, o), v in {("icr", "retrieval"): 0.4, ("icr", "reversed"): -0.2, ("qr", "retrieval"): 0.1}.items()]
+    res = pl.DataFrame(rows + [{**rows[0], "method": "bm25", "metric": "ndcg@10"}])
+    position.plot(res, tmp_path / "pb.png", labels={"icr": "ICR"})
+    assert (tmp_path / "pb.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "pb.pdf").read_bytes()[:4] == b"%PDF"
+    position.plot(res.filter(pl.col("metric") == "ndcg@10"), tmp_path / "none.png")  # no attention runs: a note
+    assert (tmp_path / "none.pdf").stat().st_size > 0
+
+
+def test_position_bias_is_not_tabulated_as_effectiveness():
+    pq = per_query(RUNS)
+    pb = pq.filter(pl.col("method") != "bm25").with_columns(metric=pl.lit("position_bias"))
+    res = tables.results_frame(pl.concat([pq, pb]))
+    assert "position_bias" in set(res["metric"])
+    page = report.results_html(res, "ndcg@10", ["ndcg@10", "position_bias"])
+    assert page.count("<table>") == 1 and "position_bias" not in page
