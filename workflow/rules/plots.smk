@@ -26,6 +26,11 @@ def heat_map_users(w):
     return users
 
 
+def figure_labels(w):
+    """Display names a figure shows (its model, the attention methods): other labels do not rerun it."""
+    return {n: LABELS[n] for n in [w.model, *ATTENTION_METHODS]}
+
+
 def plot_outputs():
     """Heat maps of every head table and the profile of every layer profile that a configured method uses."""
     out = set()
@@ -55,7 +60,7 @@ rule head_plots:
         core_pdf=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/core.pdf",
     params:
         sidecars=heat_map_users,
-        labels=LABELS,
+        labels=figure_labels,
         code=script_code("head_plots"),
     log:
         log_path("head_plots", "{model}", "{order}", "t{temperature}"),
@@ -79,7 +84,7 @@ rule layer_plot:
     params:
         sidecars=lambda w: artifact_users(w.model, w.order, "profile", f"{R}/layers/{w.model}/{w.order}/profile.parquet"),
         metric=CFG["evaluation"]["main_metric"],
-        labels=LABELS,
+        labels=figure_labels,
         code=script_code("layer_plot"),
     log:
         log_path("layer_plot", "{model}", "{order}"),
