@@ -116,6 +116,56 @@ def model_job(spec: dict, model_dir: str | os.PathLike | None, attempt: int = 1,
     return {"mem_mb": memory(need, ask, attempt), "threads": threads(n)}
 
 
+def model_rule_resources(cfg: dict, runtime: int, batch: bool = False) -> dict:
+    """Snakemake ``resources`` of every rule that runs a model (wildcard ``model``, input ``model``): a GPU
+    (``sbatch --gpus=[<gpu_model>:]1``) unless ``cpu_only``, host memory from the model's size (:func:`model_job`;
+    x attempt after a failure, capped by the cluster), and with ``batch`` the prompts per forward pass, halved per
+    attempt (scripts read ``snakemake.resources.batch``)."""
+    gpu = not cpu_only(cfg)
+    models = cfg["models"]
+    res = {
+        "mem_mb": lambda w, input, attempt: model_job(models[w.model], input.model, attempt, gpu=gpu)["mem_mb"],
+        "runtime": runtime,
+    }
+    if gpu:
+        res["gpu"] = 1
+        res["gpu_model"] = lambda w: models[w.model].get("gpu_model", "")
+    if batch:
+        res["batch"] = lambda w, attempt: max(1, models[w.model]["batch_size"] // 2 ** (attempt - 1))
+    return res
+
+
+def model_rule_threads(cfg: dict):
+    """Snakemake ``threads`` of a rule that runs a model (see :func:`model_job`)."""
+    gpu = not cpu_only(cfg)
+    return lambda w, input: model_job(cfg["models"][w.model], input.model, gpu=gpu)["threads"]
+
+
+def capped_mem(mb: float, doubling: bool = False):
+    """Snakemake ``mem_mb`` of a fixed-size job: ``mb``, after a failure x attempt (x 2**(attempt-1) with
+    ``doubling``), capped at the largest node of the cluster."""
+    return lambda w, attempt: memory(mb, mb * (2 ** (attempt - 1) if doubling else attempt))
+
+
+def corpus_rule_resources(runtime: int) -> dict:
+    """Snakemake ``resources`` of a first-stage rule over input ``corpus`` (see :func:`corpus_job`)."""
+    return {"mem_mb": lambda w, input, attempt: corpus_job(input.corpus, attempt)["mem_mb"], "runtime": runtime}
+
+
+def corpus_rule_threads(w, input) -> int:
+    """Snakemake ``threads`` of a first-stage rule over input ``corpus``."""
+    return corpus_job(input.corpus)["threads"]
+
+
+def prepare_rule_resources(cfg: dict, runtime: int) -> dict:
+    """Snakemake ``resources`` of ``prepare_model`` (see :func:`prepare_job`)."""
+    return {"mem_mb": lambda w, attempt: prepare_job(cfg["models"][w.model], attempt)["mem_mb"], "runtime": runtime}
+
+
+def prepare_rule_threads(cfg: dict):
+    return lambda w: prepare_job(cfg["models"][w.model])["threads"]
+
+
 def prepare_job(spec: dict, attempt: int = 1) -> dict:
     """``mem_mb`` and ``threads`` of ``prepare_model``: it loads the checkpoint (GGUF: dequantised to float32) once."""
     if spec.get("mem_mb"):

@@ -7,7 +7,7 @@ rule attention_scores:
         scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
     params:
         prompt=lambda w: prompt_cfg(w.order),
-        depth=engine_depth(),
+        layers=PLAN.engine_layers(),
         # per-head token scores (masked calibration over any head subset / layer window) on evaluation sets only
         token_scores=lambda w: CFG["engine"]["token_scores"] and CFG["datasets"][w.dataset]["evaluate"],
         token_dtype=CFG["engine"]["token_dtype"],
@@ -34,7 +34,8 @@ rule detection_set:
         **data_files("{dataset}"),
         run=first_stage_run("{dataset}", "{retriever}"),
     output:
-        f"{R}/detection/{{dataset}}/{{retriever}}.parquet",
+        parquet=paths.detection_set("{dataset}", "{retriever}"),
+        report=sidecar(paths.detection_set("{dataset}", "{retriever}")),
     params:
         spec=CFG.get("detection", {}),
         code=script_code("detection_set"),
@@ -54,13 +55,13 @@ rule detection_scores:
     # the detection prompts are built in the order the heads' re-ranking uses: the positive sits in the first
     # first-stage slots, so in reversed order it lies nearest the query, as the likely positives do when re-ranking
     input:
-        candidates=lambda w: f"{R}/detection/{CFG['detection']['dataset']}/{CFG['detection']['retriever']}.parquet",
+        candidates=lambda w: PLAN.detection_candidates(),
         model=model_dir("{model}"),
     output:
-        f"{R}/heads/{{model}}/{{order}}/scores/manifest.json",
+        paths.detection_scores("{model}", "{order}"),
     params:
         prompt=lambda w: prompt_cfg(w.order),
-        depth=None,
+        layers=None,
         token_scores=False,  # per-head masked scores (QRHead's detection) are kept in every cache
         token_dtype="float32",
         shard_size=CFG["engine"]["shard_size"],
@@ -86,8 +87,8 @@ rule head_ranking:
         scores=rules.detection_scores.output[0],
         detection=rules.detection_scores.input.candidates,
     output:
-        heads=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.parquet",
-        provenance=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.json",
+        heads=paths.heads_table("{model}", "{order}", "{temperature}"),
+        provenance=sidecar(paths.heads_table("{model}", "{order}", "{temperature}")),
     params:
         temperature=lambda w: float(w.temperature),
         detection=CFG.get("detection", {}),
@@ -107,10 +108,10 @@ rule head_ranking:
 
 rule layer_profile:
     input:
-        scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"], w.order),
-        qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
+        scores=lambda w: PLAN.tuning_scores(w.model, w.order),
+        qrels=lambda w: PLAN.tuning_qrels(),
     output:
-        profile=f"{R}/layers/{{model}}/{{order}}/profile.parquet",
+        profile=paths.layer_profile("{model}", "{order}"),
     params:
         metric=CFG["evaluation"]["main_metric"],
         cache_dir=CFG["cache_dir"],
@@ -129,10 +130,10 @@ rule layer_profile:
 
 rule headrank_train:
     input:
-        scores=lambda w: scores_manifest(w.model, CFG["tuning"]["dataset"], CFG["tuning"]["retriever"], w.order),
-        qrels=lambda w: data_files(CFG["tuning"]["dataset"])["qrels"],
+        scores=lambda w: PLAN.tuning_scores(w.model, w.order),
+        qrels=lambda w: PLAN.tuning_qrels(),
     output:
-        f"{R}/headrank/{{model}}/{{order}}/{{method}}.json",
+        paths.headrank_weights("{model}", "{order}", "{method}"),
     params:
         spec=lambda w: attention_method_spec(w.method),
         code=script_code("headrank_train"),
@@ -158,15 +159,15 @@ rule rerank_attention:
         run=first_stage_run("{dataset}", "{retriever}"),
         qrels=data_files("{dataset}")["qrels"],
     output:
-        run=attention_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}"),
-        used=attention_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}").replace(".trec", ".json"),
+        run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}"),
+        used=sidecar(rerank_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}")),
     wildcard_constraints:
         method=one_of(ATTENTION_METHODS),
     params:
         spec=lambda w: CFG["methods"][w.method],
         code=lambda w: method_code("rerank_attention", w.method),
         # the grid settings a protocol preset is compared with (only for methods that name one)
-        grid=lambda w: {k: CFG.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")} if CFG["methods"][w.method].get("protocol") else {},
+        grid=lambda w: PLAN.protocol_grid(w.method),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}"),
     benchmark:

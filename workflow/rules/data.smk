@@ -1,7 +1,7 @@
 rule dataset:
     output:
         **data_files("{dataset}"),
-        meta=f"{R}/data/{{dataset}}/meta.json",
+        meta=paths.dataset_meta("{dataset}"),
     params:
         spec=lambda w: CFG["datasets"][w.dataset],
         ir_datasets_home=CFG["ir_datasets_home"],

@@ -24,7 +24,7 @@ rule evaluate:
         runs=lambda w: sorted(dataset_runs(w.dataset)),
         warm=rules.ranx_warmup.output,
     output:
-        f"{R}/eval/{{dataset}}.parquet",
+        paths.eval_table("{dataset}"),
     params:
         runs=lambda w: dataset_runs(w.dataset),
         metrics=CFG["evaluation"]["metrics"],
@@ -47,25 +47,25 @@ rule evaluate:
 rule tables:
     # paper tables: long-form CSV (+ p-values), one booktabs table per metric, the main one, and the cost table
     input:
-        evals=[f"{R}/eval/{d}.parquet" for d in eval_datasets()],
+        evals=[paths.eval_table(d) for d in eval_datasets()],
         latency=latency_csvs(),  # per (model, method); latency.tex is a comment while there are none
-        sidecars=sorted(grid_sidecars()),  # the re-ranking jobs' seconds per query, for the grid
+        sidecars=sorted(PLAN.run_sidecars()),  # the re-ranking jobs' seconds per query, for the grid
     output:
-        csv=report(f"{R}/tables/results.csv", caption="../report/results_csv.rst", category="Tables"),
-        tex=f"{R}/tables/results.tex",
-        main=report(f"{R}/tables/main.tex", caption="../report/main_tex.rst", category="Tables"),
-        latency=f"{R}/tables/latency.tex",
-        grid=report(f"{R}/tables/grid.csv", caption="../report/grid_csv.rst", category="Tables"),
-        grid_tex=report(f"{R}/tables/grid.tex", caption="../report/grid_csv.rst", category="Tables"),
+        csv=report(paths.table("results.csv"), caption="../report/results_csv.rst", category="Tables"),
+        tex=paths.table("results.tex"),
+        main=report(paths.table("main.tex"), caption="../report/main_tex.rst", category="Tables"),
+        latency=paths.table("latency.tex"),
+        grid=report(paths.table("grid.csv"), caption="../report/grid_csv.rst", category="Tables"),
+        grid_tex=report(paths.table("grid.tex"), caption="../report/grid_csv.rst", category="Tables"),
     params:
         metric=CFG["evaluation"]["main_metric"],
         metrics=CFG["evaluation"]["metrics"],
         baseline=CFG["evaluation"]["baseline"],
         significance=CFG["evaluation"]["significance"],
-        order=table_order(),
+        order=PLAN.table_order(),
         code=script_code("tables"),
-        cells=grid_cells(),
-        sidecars=grid_sidecars(),
+        cells=PLAN.grid_cells(),
+        sidecars=PLAN.run_sidecars(),
         labels=LABELS,
         candidates={"depth": CFG["candidates"]["depth"], "retrievers": CFG["candidates"]["retrievers"]},
     log:
@@ -85,12 +85,12 @@ rule tables:
 rule position_bias_plot:
     # Spearman between a document's score and its prompt slot, per attention run (mean over queries), per prompt order
     input:
-        f"{R}/tables/results.csv",
+        paths.table("results.csv"),
     output:
-        plot=report(f"{R}/tables/position_bias.png", caption="../report/position_bias.rst", category="Effectiveness"),
-        pdf=f"{R}/tables/position_bias.pdf",
+        plot=report(paths.table("position_bias.png"), caption="../report/position_bias.rst", category="Effectiveness"),
+        pdf=paths.table("position_bias.pdf"),
     params:
-        order=table_order(),
+        order=PLAN.table_order(),
         labels=LABELS,
         prompt_order=ALL_ORDERS[0] if len(ALL_ORDERS) == 1 else None,  # the order of plain method names
         code=script_code("position_bias_plot"),
@@ -113,22 +113,22 @@ rule report_tables:
     input:
         results=rules.tables.output.csv,
         grid=rules.tables.output.grid,
-        sidecars=sorted(grid_sidecars()),
+        sidecars=sorted(PLAN.run_sidecars()),
     output:
-        html=report(f"{R}/tables/results.html", caption="../report/tables.rst", category="Tables"),
-        grid=report(f"{R}/tables/grid.html", caption="../report/grid.rst", category="Tables"),
-        diagnostics=report(f"{R}/tables/diagnostics.html", caption="../report/diagnostics.rst", category="Tables"),
-        diagnostics_csv=f"{R}/tables/diagnostics.csv",
-        diagnostics_tex=f"{R}/tables/diagnostics.tex",
-        plot=report(f"{R}/plots/effectiveness.png", caption="../report/effectiveness.rst", category="Effectiveness"),
-        pdf=f"{R}/plots/effectiveness.pdf",
+        html=report(paths.table("results.html"), caption="../report/tables.rst", category="Tables"),
+        grid=report(paths.table("grid.html"), caption="../report/grid.rst", category="Tables"),
+        diagnostics=report(paths.table("diagnostics.html"), caption="../report/diagnostics.rst", category="Tables"),
+        diagnostics_csv=paths.table("diagnostics.csv"),
+        diagnostics_tex=paths.table("diagnostics.tex"),
+        plot=report(paths.plot("effectiveness.png"), caption="../report/effectiveness.rst", category="Effectiveness"),
+        pdf=paths.plot("effectiveness.pdf"),
     params:
         metric=CFG["evaluation"]["main_metric"],
         metrics=CFG["evaluation"]["metrics"],
-        order=table_order(),
+        order=PLAN.table_order(),
         labels=LABELS,
         candidates={"depth": CFG["candidates"]["depth"], "retrievers": CFG["candidates"]["retrievers"]},
-        sidecars=grid_sidecars(),
+        sidecars=PLAN.run_sidecars(),
         code=script_code("report_tables"),
     log:
         log_path("report_tables", "report_tables"),

@@ -1,23 +1,14 @@
 # Cost of every method of a model on a fixed sample of queries; attention methods run with real truncation.
 # One job per model: the model is loaded once and every method is timed in the same process and conditions.
-def latency_inputs(w):
-    lat = CFG["latency"]
-    files = {"candidates": candidates(lat["dataset"], lat["retriever"]), "model": model_dir(w.model)}
-    for m in CFG["methods"]:
-        for key, path in artifact_files(w.model, m).items():
-            files[f"{m}__{key}"] = path
-    return files
-
-
 rule latency:
     input:
-        unpack(latency_inputs),
+        unpack(lambda w: PLAN.latency_inputs(w.model)),
     output:
-        f"{R}/latency/models/{{model}}.csv",
+        paths.latency_model("{model}"),
     params:
         methods=CFG["methods"],
         family=FAMILY,
-        prompt=prompt_cfg(ALL_ORDERS[0] if ALL_ORDERS else CFG["prompt"]["order"]),
+        prompt=PLAN.latency_prompt(),
         sample=CFG.get("latency", {}),
         code=script_code("latency"),
         cache_dir=CFG["cache_dir"],
@@ -35,17 +26,17 @@ rule latency:
 rule latency_table:
     input:
         runs=latency_csvs(),
-        results=f"{R}/tables/results.csv",
+        results=paths.table("results.csv"),
     output:
-        csv=f"{R}/latency/latency.csv",
-        plot=report(f"{R}/latency/tradeoff.png", caption="../report/latency.rst", category="Cost"),
-        pdf=f"{R}/latency/tradeoff.pdf",
-        html=report(f"{R}/latency/latency.html", caption="../report/latency_table.rst", category="Cost"),
+        csv=paths.latency("latency.csv"),
+        plot=report(paths.latency("tradeoff.png"), caption="../report/latency.rst", category="Cost"),
+        pdf=paths.latency("tradeoff.pdf"),
+        html=report(paths.latency("latency.html"), caption="../report/latency_table.rst", category="Cost"),
     params:
         sample=CFG.get("latency", {}),
         metric=CFG["evaluation"]["main_metric"],
         code=script_code("latency_table"),
-        order=table_order(),
+        order=PLAN.table_order(),
         labels=LABELS,
     log:
         log_path("latency_table", "latency"),

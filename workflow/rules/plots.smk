@@ -1,66 +1,22 @@
 # Figures marked with what the methods really used (read from the runs' sidecars): heads on the head-score heat
 # maps, Selective-ICR windows on the layer profile. Heads and layers are detected / profiled per model and prompt
-# order (common.smk: artifact_files), so are the figures. PNG for the report, PDF beside it for papers.
-def artifact_users(model, order, key, path):
-    """{method: sidecar} of the model's attention methods whose artifact ``key`` (heads / profile / weights) in
-    prompt ``order`` is ``path``, read on the first evaluated dataset and re-ranked first stage (heads, windows
-    and weights are per model and order, not per dataset)."""
-    if not eval_datasets():
-        return {}
-    d, r = eval_datasets()[0], CFG["candidates"]["retrievers"][0]
-    return {
-        m: attention_run(model, d, r, m, order).replace(".trec", ".json")
-        for m in ATTENTION_METHODS
-        if order in method_orders(m) and artifact_files(model, m, order).get(key) == path
-    }
-
-
-def heat_map_users(w):
-    """Sidecars of the methods whose heads a heat map marks: head methods using this head table, and HeadRank
-    methods of the same model and order (their weighted heads)."""
-    users = artifact_users(w.model, w.order, "heads", heads_table(w.model, w.order, w.temperature))
-    for m in ATTENTION_METHODS:
-        weights = artifact_files(w.model, m, w.order).get("weights")
-        if weights:
-            users.update(artifact_users(w.model, w.order, "weights", weights))
-    return users
-
-
-def figure_labels(w):
-    """Display names a figure shows (its model, the attention methods): other labels do not rerun it."""
-    return {n: LABELS[n] for n in [w.model, *ATTENTION_METHODS]}
-
-
-def plot_outputs():
-    """Heat maps of every head table and the profile of every layer profile that a configured method uses."""
-    out = set()
-    for model in CFG["models"]:
-        for m in CFG["methods"]:
-            if attention_method_spec(m) is None:
-                continue
-            for o in method_orders(m):
-                files = artifact_files(model, m, o)
-                if "heads" in files:
-                    out.add(files["heads"].replace("heads.parquet", "qrhead.png"))
-                if "profile" in files:
-                    out.add(files["profile"].replace(".parquet", ".png"))
-    return sorted(out)
+# order (attnrank.plan: artifact_files), so are the figures. PNG for the report, PDF beside it for papers.
 
 
 rule head_plots:
     input:
-        heads=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/heads.parquet",
-        sidecars=lambda w: sorted(heat_map_users(w).values()),
+        heads=paths.heads_table("{model}", "{order}", "{temperature}"),
+        sidecars=lambda w: sorted(PLAN.heat_map_users(w.model, w.order, w.temperature).values()),
     output:
-        qr_mass=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/qr_mass.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        qrhead=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/qrhead.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        core=report(f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/core.png", caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        qr_mass_pdf=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/qr_mass.pdf",
-        qrhead_pdf=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/qrhead.pdf",
-        core_pdf=f"{R}/heads/{{model}}/{{order}}/t{{temperature}}/core.pdf",
+        qr_mass=report(paths.heads_plot("{model}", "{order}", "{temperature}", "qr_mass"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        qrhead=report(paths.heads_plot("{model}", "{order}", "{temperature}", "qrhead"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        core=report(paths.heads_plot("{model}", "{order}", "{temperature}", "core"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        qr_mass_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "qr_mass", "pdf"),
+        qrhead_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "qrhead", "pdf"),
+        core_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "core", "pdf"),
     params:
-        sidecars=heat_map_users,
-        labels=figure_labels,
+        sidecars=lambda w: PLAN.heat_map_users(w.model, w.order, w.temperature),
+        labels=lambda w: PLAN.figure_labels(w.model),
         code=script_code("head_plots"),
     log:
         log_path("head_plots", "{model}", "{order}", "t{temperature}"),
@@ -76,15 +32,15 @@ rule head_plots:
 
 rule layer_plot:
     input:
-        profile=f"{R}/layers/{{model}}/{{order}}/profile.parquet",
-        sidecars=lambda w: sorted(artifact_users(w.model, w.order, "profile", f"{R}/layers/{w.model}/{w.order}/profile.parquet").values()),
+        profile=paths.layer_profile("{model}", "{order}"),
+        sidecars=lambda w: sorted(PLAN.artifact_users(w.model, w.order, "profile", paths.layer_profile(w.model, w.order)).values()),
     output:
-        plot=report(f"{R}/layers/{{model}}/{{order}}/profile.png", caption="../report/layers.rst", category="Layers", subcategory="{model}"),
-        pdf=f"{R}/layers/{{model}}/{{order}}/profile.pdf",
+        plot=report(paths.layer_plot("{model}", "{order}"), caption="../report/layers.rst", category="Layers", subcategory="{model}"),
+        pdf=paths.layer_plot("{model}", "{order}", "pdf"),
     params:
-        sidecars=lambda w: artifact_users(w.model, w.order, "profile", f"{R}/layers/{w.model}/{w.order}/profile.parquet"),
+        sidecars=lambda w: PLAN.artifact_users(w.model, w.order, "profile", paths.layer_profile(w.model, w.order)),
         metric=CFG["evaluation"]["main_metric"],
-        labels=figure_labels,
+        labels=lambda w: PLAN.figure_labels(w.model),
         code=script_code("layer_plot"),
     log:
         log_path("layer_plot", "{model}", "{order}"),

@@ -8,13 +8,13 @@ rule rerank_text:
         run=first_stage_run("{dataset}", "{retriever}"),
     output:
         run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}"),
-        used=rerank_run("{model}", "{dataset}", "{retriever}", "{method}").replace(".trec", ".json"),
+        used=sidecar(rerank_run("{model}", "{dataset}", "{retriever}", "{method}")),
     wildcard_constraints:
         method=one_of(TEXT_METHODS),
     params:
         spec=lambda w: CFG["methods"][w.method],
-        doc_max_tokens=CFG["prompt"]["doc_max_tokens"],  # same truncation as the attention prompt, unless overridden
-        prompt=lambda w: prompt_cfg(method_orders(w.method)[0]) if attention_method_spec(w.method) else {},  # of attention scoring
+        max_doc_tokens=CFG["prompt"]["max_doc_tokens"],  # same truncation as the attention prompt, unless overridden
+        prompt=lambda w: PLAN.text_prompt(w.method),  # of attention scoring
         cache_dir=CFG["cache_dir"],
         code=script_code("rerank_text"),
     log:

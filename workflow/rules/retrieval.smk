@@ -1,51 +1,41 @@
 rule bm25_index:
     input:
-        corpus=f"{R}/data/{{dataset}}/corpus.parquet",
+        corpus=data_files("{dataset}")["corpus"],
     output:
-        directory(f"{R}/indexes/{{dataset}}/bm25"),
+        directory(paths.bm25_index("{dataset}")),
     params:
         code=script_code("bm25_index"),
     log:
         log_path("bm25_index", "{dataset}"),
     benchmark:
         bench_path("bm25_index", "{dataset}")
-    threads: lambda w, input: attnrank.resources.corpus_job(input.corpus)["threads"]
+    threads: attnrank.resources.corpus_rule_threads
     resources:
-        mem_mb=lambda w, input, attempt: attnrank.resources.corpus_job(input.corpus, attempt)["mem_mb"],
-        runtime=240,
+        **attnrank.resources.corpus_rule_resources(runtime=240),
     conda:
         CONDA_ENV
     script:
         "../scripts/bm25_index.py"
 
 
-def retrieve_inputs(w):
-    kind = CFG["retrievers"][w.retriever]["kind"]
-    files = {**data_files(w.dataset), "meta": f"{R}/data/{w.dataset}/meta.json"}
-    if kind == "bm25":
-        files["index"] = f"{R}/indexes/{w.dataset}/bm25"
-    return files
-
-
 rule retrieve:
     input:
-        unpack(retrieve_inputs),
+        unpack(lambda w: PLAN.retrieve_inputs(w.dataset, w.retriever)),
     output:
         run=first_stage_run("{dataset}", "{retriever}"),
-        meta=first_stage_run("{dataset}", "{retriever}").replace(".trec", ".json"),  # self-matches dropped, excluded
+        meta=sidecar(first_stage_run("{dataset}", "{retriever}")),  # self-matches dropped, excluded
     params:
         spec=lambda w: CFG["retrievers"][w.retriever],
-        drop_self_matches=lambda w: attnrank.config.drop_self_matches(CFG, w.dataset),
-        embeddings=f"{R}/indexes/{{dataset}}/dense-{{retriever}}.npz",
+        drop_self_matches=lambda w: PLAN.drop_self_matches(w.dataset),
+        embeddings=paths.dense_embeddings("{dataset}", "{retriever}"),
         code=script_code("retrieve"),
     log:
         log_path("retrieve", "{dataset}", "{retriever}"),
     benchmark:
         bench_path("retrieve", "{dataset}", "{retriever}")
-    threads: lambda w, input: attnrank.resources.corpus_job(input.corpus)["threads"]
+    threads: attnrank.resources.corpus_rule_threads
     resources:
-        mem_mb=lambda w, input, attempt: attnrank.resources.corpus_job(input.corpus, attempt)["mem_mb"],
-        runtime=240,
+        **attnrank.resources.corpus_rule_resources(runtime=240),
     conda:
         CONDA_ENV
     script:
@@ -58,7 +48,7 @@ rule candidates:
         run=first_stage_run("{dataset}", "{retriever}"),
     output:
         parquet=candidates("{dataset}", "{retriever}"),
-        meta=candidates("{dataset}", "{retriever}").replace(".parquet", ".json"),
+        meta=sidecar(candidates("{dataset}", "{retriever}")),
     params:
         depth=CFG["candidates"]["depth"],
         max_doc_words=CFG["candidates"]["max_doc_words"],

@@ -15,8 +15,8 @@ def main(smk):
         n_queries=spec["n_queries"], n_negatives=spec["n_negatives"], positions=spec["positions"], seed=spec["seed"],
         report=report, negatives=spec.get("negatives", "hardest"),
     )
-    io.write_parquet(det, smk.output[0])
-    io.write_json(smk.output[0].removesuffix(".parquet") + ".json", report)
+    io.write_parquet(det, smk.output.parquet)
+    io.write_json(smk.output.report, report)
     return {"samples": det["qid"].n_unique(), "rows": det.height, **wiring.counts(report)}
 
 
