@@ -105,7 +105,7 @@ def method_hashes(pkg: Path, script: Path) -> dict[str, str]:
         ("_sum", {"icr", "selective"}),  # a helper only these two methods call
         ("_heads_method", set(methods.METHODS)),  # qr/core come from a factory: shared code
         ("aggregate", set(methods.METHODS)),  # used by every method
-        ("depth_cut", set(methods.METHODS)),
+        ("layer_cut", set(methods.METHODS)),
     ],
 )
 def test_editing_a_method_reruns_that_method_and_shared_code_reruns_all(pkg_copy, function, changed):

@@ -147,9 +147,9 @@ def test_headrank_delegates_lazily(monkeypatch):
     assert calls == [(4, "zscore"), (3, "zscore"), (4, "none")]
     # a cache truncated at the weights' depth is enough
     np.testing.assert_allclose(methods.aggregate(methods.truncate(s, 4), "headrank", {}, {"weights": w}), expect, rtol=1e-6)
-    assert methods.required_depth("headrank", {}, {"weights": w}, L) == 4
-    assert methods.required_depth("headrank", {"max_layer": 1}, {"weights": w}, L) == 2
-    assert methods.required_depth("headrank", {}, None, L) is None
+    assert methods.required_layers("headrank", {}, {"weights": w}, L) == 4
+    assert methods.required_layers("headrank", {"max_layer": 1}, {"weights": w}, L) == 2
+    assert methods.required_layers("headrank", {}, None, L) is None
     with pytest.raises(InputError, match=r"methods.hr.weights: needs 4 layers"):
         methods.aggregate(methods.truncate(s, 3), "headrank", {}, {"weights": w}, name="hr")
     with pytest.raises(InputError, match=r"methods.hr.weights: all head weights are zero"):
@@ -168,21 +168,21 @@ def test_rank_frame_order_and_values(heads_table):
 
 def test_required_depth(heads_table):
     a = {"heads": heads_table}
-    assert methods.required_depth("icr", {}, None, L) == L
-    assert methods.required_depth("icr", {}, None, None) is None
-    assert methods.required_depth("icr", {"max_layer": 2}, None, L) == 3
-    assert methods.required_depth("icr", {"prune": 0.5}, None, 24) == 12
-    assert methods.required_depth("qr-mass", {"k_heads": 3}, a, L) == 6
-    assert methods.required_depth("core", {"k_heads": 2}, a, L) == 2
-    assert methods.required_depth("core", {"k_heads": 3}, a, L) == 5
-    assert methods.required_depth("qr-mass", {"k_heads": 3, "max_layer": 2}, a, L) == 3
-    assert methods.required_depth("qr-mass", {"k_heads": 3}, None, L) is None
-    assert methods.required_depth("selective", {}, {"window": (1, 3)}, L) == 4
-    assert methods.required_depth("selective", {}, None, L) is None
-    assert methods.required_depth("selective", {"max_layer": 2}, {"window": (1, 3)}, L) == 3
+    assert methods.required_layers("icr", {}, None, L) == L
+    assert methods.required_layers("icr", {}, None, None) is None
+    assert methods.required_layers("icr", {"max_layer": 2}, None, L) == 3
+    assert methods.required_layers("icr", {"prune": 0.5}, None, 24) == 12
+    assert methods.required_layers("qr-mass", {"k_heads": 3}, a, L) == 6
+    assert methods.required_layers("core", {"k_heads": 2}, a, L) == 2
+    assert methods.required_layers("core", {"k_heads": 3}, a, L) == 5
+    assert methods.required_layers("qr-mass", {"k_heads": 3, "max_layer": 2}, a, L) == 3
+    assert methods.required_layers("qr-mass", {"k_heads": 3}, None, L) is None
+    assert methods.required_layers("selective", {}, {"window": (1, 3)}, L) == 4
+    assert methods.required_layers("selective", {}, None, L) is None
+    assert methods.required_layers("selective", {"max_layer": 2}, {"window": (1, 3)}, L) == 3
     cfg = {"icr_cut": {"kind": "icr", "max_layer": 1}, "core2": {"kind": "core", "k_heads": 2}}
-    assert methods.engine_depth(cfg, {"core2": a}, L) == 2
-    assert methods.engine_depth({**cfg, "icr": {"kind": "icr"}}, {"core2": a}, L) == L
+    assert methods.engine_layers(cfg, {"core2": a}, L) == 2
+    assert methods.engine_layers({**cfg, "icr": {"kind": "icr"}}, {"core2": a}, L) == L
 
 
 def test_bad_params_name_the_key(heads_table):
@@ -205,7 +205,7 @@ def test_bad_params_name_the_key(heads_table):
     with pytest.raises(InputError, match=r"methods.icr.prune"):
         methods.rank([s], "icr", {"prune": 0.5}, None)  # fraction without the model's layer count
     with pytest.raises(InputError, match=r"methods.icr.prune"):
-        methods.required_depth("icr", {"prune": 1.5}, None, L)
+        methods.required_layers("icr", {"prune": 1.5}, None, L)
     # head index out of range: a head table from a model with more heads per layer
     w8 = np.arange(L * 8, dtype=float).reshape(L, 8)
     wide = head_table({"qr_mass": w8, "qrhead": w8, "core": np.zeros((L, 8))})
@@ -217,7 +217,7 @@ def test_bad_params_name_the_key(heads_table):
     with pytest.raises(InputError, match=r"methods.qr4.heads: needs 10 layers"):
         methods.rank([s], "qr-mass", {"k_heads": 4}, {"heads": deep}, name="qr4")
     with pytest.raises(InputError, match=r"methods.qr4.heads: needs 10 layers but the model has 6"):
-        methods.required_depth("qr-mass", {"k_heads": 4, "name": "qr4"}, {"heads": deep}, L)
+        methods.required_layers("qr-mass", {"k_heads": 4, "name": "qr4"}, {"heads": deep}, L)
     # window wider than the model / reversed / removed by the cut
     with pytest.raises(InputError, match=r"methods.sel.window: \(2, 9\) reaches beyond"):
         methods.rank([s], "selective", {}, {"window": (2, 9)}, name="sel")

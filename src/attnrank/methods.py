@@ -29,7 +29,7 @@ removed, as if the model stopped there) or ``prune`` (fraction of final layers r
 among the kept layers — identical to detecting heads on the pruned model, since a layer's attention never
 depends on deeper layers. For ``selective`` the window is clipped at the cut.
 
-``required_depth`` gives the number of layers (from the bottom) a method needs, so the engine can stop there.
+``required_layers`` gives the number of layers (from the bottom) a method needs, so the engine can stop there.
 """
 
 from __future__ import annotations
@@ -48,12 +48,18 @@ from .scores import QueryScores
 
 Aggregation = Callable[[QueryScores, dict, dict], np.ndarray]
 
+# What each kind declared at registration (``register``): its aggregation, parameters, the artifacts it needs, its
+# rule for the layers it needs and what its run's sidecar records beyond the generic fields.
+LayersRule = Callable[[dict, dict, "int | None"], int]
+DescribeRule = Callable[[dict, dict, "int | None"], dict]
 METHODS: dict[str, Aggregation] = {}
 PARAMS: dict[str, KindSpec] = {}
 NEEDS: dict[str, set[str]] = {}
+LAYERS: dict[str, LayersRule] = {}
+DESCRIBE: dict[str, DescribeRule] = {}
 
 CALIBRATIONS = ("masked", "na", "none")
-# Generic params of every kind; max_layer and prune together are an error (see depth_cut). order: the prompt
+# Generic params of every kind; max_layer and prune together are an error (see layer_cut). order: the prompt
 # order(s) of the attention pass (a string or a list; used by the workflow, checked there).
 GENERIC_PARAMS = {
     "max_layer": Param("int", None, lo=0, null=True, doc="0-based index of the last kept layer"),
@@ -73,9 +79,12 @@ def _generic_check(p: dict, name: str) -> None:
 
 
 def register(kind: str, params: dict[str, Param] | None = None, needs: set[str] = frozenset(),
-             check: Callable[[dict, str], None] | None = None) -> Callable[[Aggregation], Aggregation]:
+             check: Callable[[dict, str], None] | None = None, layers: LayersRule | None = None,
+             describe: DescribeRule | None = None) -> Callable[[Aggregation], Aggregation]:
     """Register an aggregation under ``kind`` with its own parameter declarations (name -> ``Param``; the
-    generic ``max_layer`` / ``prune`` are added), the artifacts it needs and an optional cross-parameter check."""
+    generic ``max_layer`` / ``prune`` are added), the artifacts it needs, an optional cross-parameter check, its
+    layers rule ``layers(params, artifacts, cut) -> layer count`` (called once its artifacts exist; default: all
+    layers up to the cut) and ``describe(params, artifacts, cut) -> dict`` (what its sidecar records)."""
 
     def both(p: dict, name: str) -> None:
         _generic_check(p, name)
@@ -88,6 +97,10 @@ def register(kind: str, params: dict[str, Param] | None = None, needs: set[str] 
         METHODS[kind] = fn
         PARAMS[kind] = KindSpec({**(params or {}), **GENERIC_PARAMS}, both)
         NEEDS[kind] = set(needs)
+        if layers is not None:
+            LAYERS[kind] = layers
+        if describe is not None:
+            DESCRIBE[kind] = describe
         return fn
 
     return deco
@@ -122,7 +135,7 @@ def _int(params: dict, kind: str, key: str, lo: int) -> int:
     return int(v)
 
 
-def depth_cut(params: dict, kind: str, n_layers: int | None = None) -> int | None:
+def layer_cut(params: dict, kind: str, n_layers: int | None = None) -> int | None:
     """Number of layers kept by ``max_layer`` / ``prune`` (None: no cut)."""
     if params.get("max_layer") is not None and params.get("prune") is not None:
         raise _err(params, kind, "prune", "give either max_layer or prune, not both")
@@ -218,7 +231,7 @@ def window_of(params: dict, artifacts: dict | None, kind: str = "selective") -> 
 def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """ICR: all heads of the kept layers (default calibration: ICR's masked N/A calibration)."""
     cal = _calibration(params, "icr")
-    depth = depth_cut(params, "icr")
+    depth = layer_cut(params, "icr")
     if depth is None:
         depth = s.n_layers
     _have_layers(s, depth, params, "icr", "max_layer")
@@ -240,7 +253,7 @@ def _masked_group(s: QueryScores, params: dict, kind: str, layers, heads=None) -
 def _heads_method(kind: str):
     def fn(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
         cal = _calibration(params, kind)
-        chosen = selected_heads(kind, params, artifacts, depth_cut(params, kind))
+        chosen = selected_heads(kind, params, artifacts, layer_cut(params, kind))
         layers = np.array([l for l, _ in chosen])
         heads = np.array([h for _, h in chosen])
         if heads.max() >= s.n_heads:
@@ -266,22 +279,46 @@ def _heads_params(kind: str) -> dict:
     }
 
 
-register("qrhead", params=_heads_params("qrhead"), needs={"heads"})(_heads_method("qrhead"))
-register("qr-mass", params=_heads_params("qr-mass"), needs={"heads"})(_heads_method("qr-mass"))
-register("core", params={**_heads_params("core"), "temperature": Param("number", None, lo=0, lo_open=True, null=True)},
-         needs={"heads"})(_heads_method("core"))
+def _heads_layers(kind: str) -> LayersRule:
+    """A head kind needs the layers up to its deepest chosen head."""
+    return lambda p, artifacts, cut: max(l for l, _ in selected_heads(kind, p, artifacts, cut)) + 1
+
+
+def _heads_describe(kind: str) -> DescribeRule:
+    def describe_heads(p: dict, artifacts: dict, cut: int | None) -> dict:
+        out: dict = {"heads": [[int(l), int(h)] for l, h in selected_heads(kind, p, artifacts, cut)]}
+        tab = artifacts["heads"]
+        if kind == "core" and "temperature" in tab.columns:
+            out["temperature"] = tab["temperature"][0]
+        return out
+
+    return describe_heads
+
+
 HEAD_KINDS = ("qrhead", "qr-mass", "core")
+for _kind in HEAD_KINDS:
+    _extra = {"temperature": Param("number", None, lo=0, lo_open=True, null=True)} if _kind == "core" else {}
+    register(_kind, params={**_heads_params(_kind), **_extra}, needs={"heads"}, layers=_heads_layers(_kind),
+             describe=_heads_describe(_kind))(_heads_method(_kind))
+
+
+def _selective_layers(p: dict, artifacts: dict, cut: int | None) -> int:
+    """Selective-ICR needs the layers up to its window's last one (a cut below the window is an error)."""
+    a, b = window_of(p, artifacts)
+    if cut is not None and a > cut - 1:
+        raise _err(p, "selective", "max_layer", f"cut at layer {cut - 1} removes the whole window ({a}, {b})")
+    return b + 1
 
 
 @register("selective", params={
     "calibration": Param("choice", "masked", choices=CALIBRATIONS),
     "width": Param("int", 4, lo=1, doc="layers in the window chosen from the layer profile"),
-}, needs={"window"})
+}, needs={"window"}, layers=_selective_layers, describe=lambda p, artifacts, cut: {"window": list(window_of(p, artifacts))})
 def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """Selective-ICR: all heads of the layer window, clipped at the pruning cut."""
     cal = _calibration(params, "selective")
     a, b = window_of(params, artifacts)
-    cut = depth_cut(params, "selective")
+    cut = layer_cut(params, "selective")
     if cut is not None:
         if a > cut - 1:
             raise _err(params, "selective", "max_layer", f"cut at layer {cut - 1} removes the whole window ({a}, {b})")
@@ -332,13 +369,20 @@ def _headrank_check(p: dict, name: str) -> None:
             raise ParamError(key, why) from None
 
 
-@register("headrank", params={k: Param("any", null=True) for k in sorted(HEADRANK_PARAMS)}, needs={"weights"}, check=_headrank_check)
+def _headrank_describe(p: dict, artifacts: dict, cut: int | None) -> dict:
+    w = headrank_weights(artifacts["weights"], p)[0]
+    return {"heads": [[int(l), int(h), float(w[l, h])] for l, h in zip(*np.nonzero(w))]}
+
+
+@register("headrank", params={k: Param("any", null=True) for k in sorted(HEADRANK_PARAMS)}, needs={"weights"},
+          check=_headrank_check, layers=lambda p, artifacts, cut: headrank_weights(artifacts["weights"], p)[1],
+          describe=_headrank_describe)
 def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
     from . import headrank as hr  # lazy: pulls in torch
 
     w, depth, normalise = headrank_weights(_artifact(artifacts, "weights", params, "headrank"), params)
-    cut = depth_cut(params, "headrank")
+    cut = layer_cut(params, "headrank")
     if cut is not None:
         depth = min(depth, cut)
     _have_layers(s, depth, params, "headrank", "weights")
@@ -357,63 +401,47 @@ def validate(kind: str, params: dict, name: str | None = None, n_layers: int | N
     _check_kind(kind, name)
     p = resolve(kind, PARAMS[kind], params, name)
     if p.get("prune") is not None and n_layers is not None:
-        cut = depth_cut(p, kind, n_layers)
+        cut = layer_cut(p, kind, n_layers)
         del p["prune"]
         p["max_layer"] = cut - 1
     elif p.get("max_layer") is not None:
-        depth_cut(p, kind, n_layers)
+        layer_cut(p, kind, n_layers)
     return p
 
 
-def required_depth(kind: str, params: dict, artifacts: dict | None, n_layers: int | None) -> int | None:
+def required_layers(kind: str, params: dict, artifacts: dict | None, n_layers: int | None) -> int | None:
     """Layers (a count, from the bottom) the method needs; None = all layers / not known yet.
 
-    ``icr`` needs all layers up to the cut; ``qr``/``core`` the deepest of their heads (None until the head table
-    exists); ``selective`` the window's last layer (None until the window exists); ``headrank`` the deepest layer of its
-    selected heads (None until the weights exist). A cut (max_layer / prune) caps every answer.
-    When ``n_layers`` is given, "all" is reported as ``n_layers`` instead of None. The engine runs full depth
+    The kind's registered layers rule answers once the artifacts it needs exist (head kinds: the deepest chosen
+    head; ``selective``: the window's last layer; ``headrank``: the deepest selected head); before that, and for
+    kinds without a rule (``icr``), all layers up to the cut. A cut (max_layer / prune) caps every answer.
+    When ``n_layers`` is given, "all" is reported as ``n_layers`` instead of None. The engine runs all layers
     for None.
     """
     p = validate(kind, params, n_layers=n_layers)
-    cut = depth_cut(p, kind, n_layers)
+    cut = layer_cut(p, kind, n_layers)
     full = cut if cut is not None else n_layers
-    need: int | None
-    if kind == "icr":
-        need = full
-    elif kind in HEAD_KINDS:
-        if not artifacts or artifacts.get("heads") is None:
-            return full if cut is not None else None
-        chosen = selected_heads(kind, p, artifacts, cut)
-        need = max(l for l, _ in chosen) + 1
-    elif kind == "selective":
-        if not artifacts or artifacts.get("window") is None:
-            return full if cut is not None else None
-        a, b = window_of(p, artifacts)
-        if cut is not None and a > cut - 1:
-            raise _err(p, kind, "max_layer", f"cut at layer {cut - 1} removes the whole window ({a}, {b})")
-        need = b + 1
-    elif kind == "headrank":
-        if not artifacts or artifacts.get("weights") is None:
-            return full if cut is not None else None
-        need = headrank_weights(artifacts["weights"], p)[1]
-    else:  # a kind registered elsewhere without depth knowledge: all layers
+    rule = LAYERS.get(kind)
+    if rule is None:
         return full
+    if any(not artifacts or artifacts.get(a) is None for a in NEEDS[kind]):
+        return full if cut is not None else None
+    need = rule(p, artifacts, cut)
     if cut is not None:
         need = min(need, cut)
     if n_layers is not None and need > n_layers:
-        raise _err(p, kind, "window" if kind == "selective" else "heads",
-                   f"needs {need} layers but the model has {n_layers}")
+        raise _err(p, kind, "window" if "window" in NEEDS[kind] else "heads", f"needs {need} layers but the model has {n_layers}")
     return need
 
 
-def engine_depth(methods: dict[str, dict], artifacts: dict[str, dict] | None, n_layers: int | None) -> int | None:
+def engine_layers(methods: dict[str, dict], artifacts: dict[str, dict] | None, n_layers: int | None) -> int | None:
     """The depth the engine must compute for a set of configured methods (name -> params with ``kind``):
     the deepest any of them needs; None when one needs all layers and ``n_layers`` is unknown."""
     depths = []
     for name, params in methods.items():
         if "kind" not in params:
             raise InputError(f"methods.{name}.kind: required")
-        d = required_depth(params["kind"], {**params, "name": name}, (artifacts or {}).get(name), n_layers)
+        d = required_layers(params["kind"], {**params, "name": name}, (artifacts or {}).get(name), n_layers)
         if d is None:
             return n_layers
         depths.append(d)
@@ -451,20 +479,13 @@ def rank(scores: list[QueryScores], method_kind: str, params: dict, artifacts: d
 
 
 def describe(kind: str, params: dict, artifacts: dict | None, name: str | None = None, n_layers: int | None = None) -> dict:
-    """What a method used, written beside its run so a table row can be traced: layers computed, heads, window."""
+    """What a method used, written beside its run so a table row can be traced: layers computed, cut, and what
+    its kind's describe rule adds (heads, window)."""
     p = validate(kind, params, name, n_layers)
-    cut = depth_cut(p, kind, n_layers)
-    out: dict = {"kind": kind, "layers_needed": required_depth(kind, params, artifacts, n_layers), "cut": cut}
-    if kind in HEAD_KINDS:
-        out["heads"] = [[int(l), int(h)] for l, h in selected_heads(kind, p, artifacts, cut)]
-        tab = artifacts["heads"]
-        if "temperature" in tab.columns and kind == "core":
-            out["temperature"] = tab["temperature"][0]
-    elif kind == "selective":
-        out["window"] = list(window_of(p, artifacts))
-    elif kind == "headrank":
-        w, depth, _ = headrank_weights(artifacts["weights"], p)
-        out["heads"] = [[int(l), int(h), float(w[l, h])] for l, h in zip(*np.nonzero(w))]
+    cut = layer_cut(p, kind, n_layers)
+    out: dict = {"kind": kind, "layers_needed": required_layers(kind, params, artifacts, n_layers), "cut": cut}
+    if kind in DESCRIBE:
+        out.update(DESCRIBE[kind](p, artifacts or {}, cut))
     return out
 
 
