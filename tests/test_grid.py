@@ -17,7 +17,7 @@ from attnrank.errors import InputError
 from attnrank.generation import Stats, get_reranker, sliding_windows
 
 QUERY = "which planet has the largest moon orbit"
-PROMPT = {"doc_max_tokens": 12, "order": "reversed"}
+PROMPT = {"max_doc_tokens": 12, "order": "reversed"}
 # head table for a QR head set in layers 0-1 of the 3-layer tiny model (the scorer then runs 2 layers only)
 HEADS = pl.DataFrame({"layer": [1, 0, 2, 0], "head": [2, 1, 0, 3], "qrhead_rank": [1, 2, 3, 4]})
 SPECS = {
@@ -40,7 +40,7 @@ def _alone(model, tok, spec, artifacts, docs):
 
 
 def _params(spec, artifacts, **kw):
-    return {"attention": spec, "prompt": PROMPT, "_artifacts": artifacts, "max_doc_tokens": PROMPT["doc_max_tokens"], **kw}
+    return {"attention": spec, "prompt": PROMPT, "_artifacts": artifacts, "max_doc_tokens": PROMPT["max_doc_tokens"], **kw}
 
 
 @pytest.fixture
@@ -173,9 +173,9 @@ def test_every_cell_returns_a_permutation_of_the_candidates(tiny_llama, kind, sp
 
 def test_text_params_and_bad_specs_are_one_line_errors(tmp_path):
     p = attnscoring.text_params("lw", {"kind": "rankgpt", "scoring": "attention", "attention": {"kind": "qrhead", "k_heads": 2}},
-                                {"doc_max_tokens": 50, "order": "reversed"}, {"heads": str(_write_heads(tmp_path))})
+                                {"max_doc_tokens": 50, "order": "reversed"}, {"heads": str(_write_heads(tmp_path))})
     assert p["max_doc_tokens"] == 50 and p["prompt"]["order"] == "reversed" and p["_artifacts"]["heads"].height == 4
-    assert attnscoring.text_params("g", {"kind": "rankgpt"}, {"doc_max_tokens": 50}) == {"max_doc_tokens": 50}
+    assert attnscoring.text_params("g", {"kind": "rankgpt"}, {"max_doc_tokens": 50}) == {"max_doc_tokens": 50}
     with pytest.raises(InputError, match=r"methods\.lw\.attention: scoring by attention needs"):
         attnscoring.text_attention_spec("rankgpt", {"scoring": "attention"}, "lw")
     with pytest.raises(InputError, match=r"methods\.lw\.attention\.kind: unknown attention kind 'icrr'"):

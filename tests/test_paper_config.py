@@ -49,7 +49,7 @@ def test_paper_config_is_valid_and_covers_the_grid(cfg):
     assert kinds == sorted(["icr", "icr", "qrhead", "qr-mass", "core", "core", "selective", "headrank", "rankgpt", "yesno",
                             "qlm", "setwise"])
     # the papers' fixed settings: candidates, truncation by words, CoRe's detection set and temperatures
-    assert (cfg["candidates"]["depth"], cfg["candidates"]["max_doc_words"], cfg["prompt"]["doc_max_tokens"]) == (100, 300, None)
+    assert (cfg["candidates"]["depth"], cfg["candidates"]["max_doc_words"], cfg["prompt"]["max_doc_tokens"]) == (100, 300, None)
     det = cfg["detection"]
     assert (det["n_queries"], det["n_negatives"], det["positions"]) == (1000, 49, 5)
     assert cfg["retrievers"][det["retriever"]]["model"] == "ibm-granite/granite-embedding-30m-english"

@@ -70,5 +70,5 @@ def test_attention_runtime_uses_the_same_declaration():
 
 
 def test_text_defaults_come_from_the_declaration():
-    p = params.resolve_text("rankgpt", {"doc_max_tokens": 50}, "rg")
+    p = params.resolve_text("rankgpt", {"max_doc_tokens": 50}, "rg")
     assert p["max_doc_tokens"] == 50 and p["window"] == 20 and p["stride"] == 10 and p["_name"] == "rg"

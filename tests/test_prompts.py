@@ -79,15 +79,15 @@ def test_shuffle_deterministic_per_seed_and_query():
 
 def test_doc_truncation_tokens_and_words(tok):
     long = " ".join(["planet"] * 50)
-    p = PromptBuilder(tok, {"doc_max_tokens": 10}).build("q", [long])
+    p = PromptBuilder(tok, {"max_doc_tokens": 10}).build("q", [long])
     assert p.n_tokens[0] == 3 + 10
-    p = PromptBuilder(tok, {"doc_max_words": 4, "doc_max_tokens": None}).build("q", [long + " star"])
+    p = PromptBuilder(tok, {"max_doc_words": 4, "max_doc_tokens": None}).build("q", [long + " star"])
     assert words(tok, p.prefix_ids[slice(*p.doc_spans[0])])[3:] == ["planet"] * 4
 
 
 def test_overlong_prompt_proportional_truncation(tok, caplog):
     docs = [" ".join(["star"] * 40), " ".join(["moon"] * 20)]
-    b = PromptBuilder(tok, {"max_length": 80, "doc_max_tokens": None})
+    b = PromptBuilder(tok, {"max_length": 80, "max_doc_tokens": None})
     with caplog.at_level(logging.WARNING, logger="attnrank.prompts"):
         p = b.build("planet", docs, qid="long-q")
     assert "long-q" in caplog.text and "exceeds max_length 80" in caplog.text
@@ -95,7 +95,7 @@ def test_overlong_prompt_proportional_truncation(tok, caplog):
     body = [n - 3 for n in p.n_tokens]  # minus the "[i]" marker
     assert 0 < body[1] < 20 and body[0] == pytest.approx(2 * body[1], abs=1)
     # the model's context is the default limit
-    assert PromptBuilder(tok, {"doc_max_tokens": None}, model_max_length=80).build("planet", docs).truncated
+    assert PromptBuilder(tok, {"max_doc_tokens": None}, model_max_length=80).build("planet", docs).truncated
 
 
 def test_empty_query_and_no_docs(tok):
@@ -109,8 +109,8 @@ def test_config_validation():
         PromptConfig.from_dict({"orderr": "x"})
     with pytest.raises(InputError, match="prompt.order"):
         PromptConfig.from_dict({"order": "random"})
-    with pytest.raises(InputError, match="doc_max_tokens"):
-        PromptConfig.from_dict({"doc_max_tokens": -1})
+    with pytest.raises(InputError, match="max_doc_tokens"):
+        PromptConfig.from_dict({"max_doc_tokens": -1})
     assert PromptConfig.from_dict(None) == PromptConfig()
 
 

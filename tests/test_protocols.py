@@ -84,10 +84,10 @@ def test_protocol_presets_fill_unset_method_keys_and_report_grid_deviations():
     with pytest.raises(InputError, match=r"'methods.x.protocol': unknown protocol 'nope'"):
         protocols.expand({"x": {"kind": "icr", "protocol": "nope"}})
     cfg = {"retrievers": {"bm25": {"kind": "bm25"}}, "candidates": {"depth": 20, "max_doc_words": 300},
-           "prompt": {"doc_max_tokens": 100}, "detection": {"n_queries": 1000, "n_negatives": 9, "positions": 5}}
+           "prompt": {"max_doc_tokens": 100}, "detection": {"n_queries": 1000, "n_negatives": 9, "positions": 5}}
     dev = protocols.deviations("core", cfg, "bm25")
     assert any(d.startswith("first_stage: paper 'dense:ibm-granite") for d in dev)
-    assert "depth: paper 40, here 20" in dev and "doc_max_tokens: paper None, here 100" in dev
+    assert "depth: paper 40, here 20" in dev and "max_doc_tokens: paper None, here 100" in dev
     assert "detection_negatives: paper 49, here 9" in dev and not any(d.startswith("detection_queries") for d in dev)
     assert protocols.deviations("shared", {**cfg, "candidates": {"depth": 100, "max_doc_words": 300},
-                                           "prompt": {"doc_max_tokens": None}}, "bm25") == []
+                                           "prompt": {"max_doc_tokens": None}}, "bm25") == []

@@ -34,7 +34,7 @@ CONFIG = {
     "retrievers": {"bm25": {"kind": "bm25", "depth": 20}},
     "candidates": {"depth": 4, "max_doc_words": 30, "retrievers": ["bm25"]},
     "models": {"tiny-llama": {"source": "tiny", "arch": "llama"}},
-    "prompt": {"doc_max_tokens": 30},
+    "prompt": {"max_doc_tokens": 30},
     "engine": {"shard_size": 2},
     "detection": {"dataset": "tiny-train", "retriever": "bm25", "n_queries": 4, "n_negatives": 3, "positions": 2},
     "tuning": {"dataset": "tiny-train", "retriever": "bm25"},

@@ -43,13 +43,13 @@ def assert_same_scores(a, b):
 
 def test_cache_equals_direct_scoring(tmp_path, tiny_llama, tiny_llama_dir):
     cands = make_candidates()
-    out = compute_cache(tiny_llama_dir, cands, tmp_path / "c", {"order": "reversed"}, depth=2, shard_size=2)
+    out = compute_cache(tiny_llama_dir, cands, tmp_path / "c", {"order": "reversed"}, layers=2, shard_size=2)
     man = read_manifest(out)
     assert man["shards"] == ["shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
-    assert (man["n_layers"], man["n_heads"], man["depth"], man["n_queries"]) == (2, 4, 2, 5)
+    assert (man["n_layers"], man["n_heads"], man["layers"], man["n_queries"]) == (2, 4, 2, 5)
     cached = load_scores(out)
     model, tok = tiny_llama
-    direct = Scorer(model, tok, {"order": "reversed"}, depth=2).score(list(iter_candidates(cands)))
+    direct = Scorer(model, tok, {"order": "reversed"}, layers=2).score(list(iter_candidates(cands)))
     assert_same_scores(cached, direct)
     assert [len(s.docids) for s in cached] == [2, 3, 4, 2, 3]
     assert cached[1].docids == ["d1-0", "d1-1", "d1-2"]  # rank order

@@ -27,7 +27,7 @@ CONFIG = {
     "retrievers": {"bm25": {"kind": "bm25", "depth": 20}},
     "candidates": {"depth": 4, "max_doc_words": 30, "retrievers": ["bm25"]},
     "models": {"tiny": {"source": "tiny", "arch": "llama", "gpu_model": "h100", "mem_mb": 20000, "batch_size": 4}},
-    "prompt": {"doc_max_tokens": 24},
+    "prompt": {"max_doc_tokens": 24},
     "methods": {"icr": {"kind": "icr"}, "yesno": {"kind": "yesno"}},
 }
 TARGETS = ["results/rerank/tiny/tiny/bm25/retrieval/icr.trec", "results/rerank/tiny/tiny/bm25/yesno.trec"]

@@ -34,7 +34,7 @@ CONFIG = {
     "candidates": {"depth": 8, "max_doc_words": 40, "retrievers": ["bm25"]},
     # big enough for the attention pass to take a few seconds after its first shard (time to cancel it)
     "models": {"tiny": {"source": "tiny", "arch": "llama", "n_layers": 4, "hidden": 128}},
-    "prompt": {"doc_max_tokens": 32},
+    "prompt": {"max_doc_tokens": 32},
     "engine": {"shard_size": 1},  # one shard per query: the cancelled job leaves some behind
     "methods": {"icr": {"kind": "icr"}, "yesno": {"kind": "yesno"}},
 }

@@ -25,7 +25,7 @@ CONFIG = {
     },
     "candidates": {"depth": 5, "max_doc_words": 40, "retrievers": ["bm25"]},
     "models": {"tiny-llama": {"source": "tiny", "arch": "llama"}},
-    "prompt": {"doc_max_tokens": 40},
+    "prompt": {"max_doc_tokens": 40},
     "engine": {"shard_size": 2},
     "detection": {"dataset": "tiny-train", "retriever": "bm25", "n_queries": 6, "n_negatives": 4, "positions": 2},
     "tuning": {"dataset": "tiny-train", "retriever": "bm25"},

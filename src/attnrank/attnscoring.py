@@ -2,7 +2,7 @@
 ``--scoring attention``): a scorer that maps an attention method spec to scores for a list of passages.
 
 ``AttentionScorer(model, tokenizer, spec, prompt, artifacts)`` runs the attention engine
-(``attnrank.engine.Scorer``: exact, calibrated by prefix reuse, truncated at the depth the method needs, batched on
+(``attnrank.engine.Scorer``: exact, calibrated by prefix reuse, truncated at the layers the method needs, batched on
 GPU) on a *set of passages as its own prompt* (the ICR prompt of ``attnrank.prompts``, the configured truncation and
 prompt order) and aggregates the per-layer/head scores with the attention method of ``spec`` (any kind of
 ``attnrank.methods``: ``icr``, ``qrhead``/``qr-mass``/``core`` head sets, ``selective`` layer windows, ``headrank``, cuts by
@@ -59,13 +59,13 @@ def text_attention_spec(kind: str, spec: dict, name: str | None = None) -> dict 
 
 def text_params(name: str, spec: dict, prompt: dict, inputs: dict | None = None) -> dict:
     """Re-ranker params of a text method config entry (``methods.<name>``): the entry without ``kind``; the prompt's
-    ``doc_max_tokens`` unless the entry sets its own; for attention scoring also the prompt config and the loaded
+    ``max_doc_tokens`` unless the entry sets its own; for attention scoring also the prompt config and the loaded
     artifacts (``inputs``: heads / profile / weights files, as ``methods.load_artifacts`` takes them)."""
     from . import methods
 
     params = {k: v for k, v in spec.items() if k != "kind"}
-    if "max_doc_tokens" not in params and "doc_max_tokens" not in params:
-        params["max_doc_tokens"] = prompt.get("doc_max_tokens")
+    if "max_doc_tokens" not in params:
+        params["max_doc_tokens"] = prompt.get("max_doc_tokens")
     att = text_attention_spec(spec["kind"], spec, name)
     if att is not None:
         params.setdefault("prompt", dict(prompt))
@@ -90,14 +90,14 @@ class AttentionScorer:
 
     Args:
         spec: attention method spec ``{kind: ..., params}``.
-        prompt: prompt config (``PromptConfig`` keys); ``doc_max_tokens`` / ``doc_max_words`` override it.
+        prompt: prompt config (``PromptConfig`` keys); ``max_doc_tokens`` / ``max_doc_words`` override it.
         artifacts: what the method aggregates with (``methods.load_artifacts``): heads, window, weights.
         name: for error messages (``methods.<name>...``).
         batch_size: prompts per engine forward (engine default: 1 on CPU, 8 on GPU).
     """
 
     def __init__(self, model, tokenizer, spec: dict, prompt: dict | None = None, artifacts: dict | None = None,
-                 name: str = "attention", doc_max_tokens: int | None = None, doc_max_words: int | None = None,
+                 name: str = "attention", max_doc_tokens: int | None = None, max_doc_words: int | None = None,
                  batch_size: int | None = None):
         from . import methods
         from .engine import Scorer
@@ -111,15 +111,15 @@ class AttentionScorer:
             if self.artifacts.get(art) is None:
                 raise InputError(f"methods.{name}.{art}: attention kind '{self.kind}' needs the '{art}' artifact, none given")
         cfg = dict(prompt or {})
-        if doc_max_tokens is not None:
-            cfg["doc_max_tokens"] = doc_max_tokens
-        if doc_max_words is not None:
-            cfg["doc_max_words"] = doc_max_words
-        self.depth = methods.required_depth(self.kind, dict(self.params), self.artifacts, self.n_layers)
+        if max_doc_tokens is not None:
+            cfg["max_doc_tokens"] = max_doc_tokens
+        if max_doc_words is not None:
+            cfg["max_doc_words"] = max_doc_words
+        self.layers = methods.required_layers(self.kind, dict(self.params), self.artifacts, self.n_layers)
         # masked calibration over a head subset or layer window needs the per-head token scores (ICR's own
         # masked calibration is the engine's masked_prefix row)
         tokens = self.kind != "icr" and self.params.get("calibration") == "masked"
-        self.engine = Scorer(model, tokenizer, cfg, depth=self.depth, batch_size=batch_size, token_scores=tokens)
+        self.engine = Scorer(model, tokenizer, cfg, layers=self.layers, batch_size=batch_size, token_scores=tokens)
 
     def score_sets(self, query: str, sets: Sequence[Sequence[Doc]], stats=None) -> list[np.ndarray]:
         """Scores [len(set)] of each set of (docid, text), every set in its own prompt (in the given order)."""
@@ -148,8 +148,8 @@ def scorer_from_params(model, tokenizer, params: dict, what: str, batch_size: in
     """The scorer of a text method's resolved params (``attention``, ``prompt``, ``_artifacts``, truncation)."""
     spec = attention_spec(params, what)
     return AttentionScorer(model, tokenizer, spec, params.get("prompt"), params.get("_artifacts"),
-                           name=f"{what}.attention", doc_max_tokens=params.get("max_doc_tokens"),
-                           doc_max_words=params.get("max_doc_words"), batch_size=batch_size)
+                           name=f"{what}.attention", max_doc_tokens=params.get("max_doc_tokens"),
+                           max_doc_words=params.get("max_doc_words"), batch_size=batch_size)
 
 
 def order_by_scores(items: list[int], scores) -> list[int]:

@@ -82,12 +82,30 @@ def _fill_defaults(node: Any, sch: dict) -> None:
                 _fill_defaults(value, extra)
 
 
+# Config keys that were renamed (one word per concept: ``depth`` is a candidate list's length, ``layers`` a model's;
+# document truncation is ``max_doc_words`` / ``max_doc_tokens`` everywhere): old key -> new key. An old key is an
+# error naming the new one, never silently ignored or mapped.
+RENAMED_KEYS = {
+    "engine.depth": "engine.layers",
+    "prompt.doc_max_tokens": "prompt.max_doc_tokens",
+    "prompt.doc_max_words": "prompt.max_doc_words",
+}
+
+
+def _check_renamed(cfg: dict) -> None:
+    for old, new in RENAMED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(cfg.get(section), dict) and key in cfg[section]:
+            raise InputError(f"config key '{old}' was renamed: use '{new}'")
+
+
 def validate(config: dict, check_files: bool = True) -> dict:
     """Return a validated copy of ``config`` with schema defaults filled in; InputError on the first problem.
 
     ``check_files``: also check that local dataset folders and files exist (paths relative to the working
     directory, as the workflow resolves them)."""
     cfg = copy.deepcopy(dict(config))
+    _check_renamed(cfg)
     sch = _schema()
     validator = jsonschema.Draft202012Validator(sch)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), _path(e)))

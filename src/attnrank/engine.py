@@ -163,21 +163,21 @@ def attn_implementation(model, name: str):
 
 
 @contextlib.contextmanager
-def truncated_depth(model, depth: int | None):
-    """Run only the first ``depth`` decoder layers (``None``: all) for the duration of the block."""
+def truncated_layers(model, layers: int | None):
+    """Run only the first ``layers`` decoder layers (``None``: all) for the duration of the block."""
     cfg = model.config
     n = cfg.num_hidden_layers
-    if depth is None or depth >= n:
+    if layers is None or layers >= n:
         yield n
         return
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
     old_types = getattr(cfg, "layer_types", None)
-    cfg.num_hidden_layers = depth
+    cfg.num_hidden_layers = layers
     if old_types is not None:
-        cfg.layer_types = list(old_types[:depth])
+        cfg.layer_types = list(old_types[:layers])
     try:
-        yield depth
+        yield layers
     finally:
         cfg.num_hidden_layers = n
         if old_types is not None:
@@ -224,7 +224,7 @@ class Scorer:
     Args:
         model: a ``*ForCausalLM`` (from ``models.load_model``), any device/dtype.
         prompt_cfg: ``PromptConfig`` or dict of its keys.
-        depth: number of leading layers to compute (None: all).
+        layers: number of leading layers to compute (None: all).
         batch_size: queries per forward (default 1 on CPU, 8 on GPU).
         reuse_prefix: calibration by prefix reuse (default); False runs two full passes (for tests and the bench).
         token_scores: also keep the calibrated per-head token scores of the documents (``QueryScores.tokens``,
@@ -236,7 +236,7 @@ class Scorer:
         model,
         tokenizer,
         prompt_cfg: PromptConfig | dict | None = None,
-        depth: int | None = None,
+        layers: int | None = None,
         batch_size: int | None = None,
         reuse_prefix: bool = True,
         token_scores: bool = False,
@@ -246,7 +246,7 @@ class Scorer:
         self.base = base_model(model)
         self.builder = PromptBuilder(tokenizer, prompt_cfg, model_max_length(model))
         n = model.config.num_hidden_layers
-        self.depth = n if depth is None else min(int(depth), n)
+        self.layers = n if layers is None else min(int(layers), n)
         self.n_heads = model.config.num_attention_heads
         self.device = next(model.parameters()).device
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
@@ -258,7 +258,7 @@ class Scorer:
 
     @property
     def n_layers(self) -> int:
-        return self.depth
+        return self.layers
 
     def score(self, items: Sequence[QueryInput], progress: bool = False) -> list[QueryScores]:
         """Scores for ``items`` in input order."""
@@ -339,7 +339,7 @@ class Scorer:
         pm = max(p_lens)
         seg = self._seg(prompts, pm)
         outs = {}
-        with attn_implementation(self.model, ATTN_NAME), truncated_depth(self.base, self.depth) as n_layers:
+        with attn_implementation(self.model, ATTN_NAME), truncated_layers(self.base, self.layers) as n_layers:
             if self.reuse_prefix:
                 cache = DynamicCache(config=self.base.config)
                 if len(set(p_lens)) > 1 and any(getattr(layer, "is_sliding", False) for layer in cache.layers):
@@ -398,26 +398,26 @@ def score_queries(
     tokenizer,
     items: Sequence[QueryInput],
     prompt_cfg: PromptConfig | dict | None = None,
-    depth: int | None = None,
+    layers: int | None = None,
     batch_size: int | None = None,
     progress: bool = False,
     token_scores: bool = False,
 ) -> list[QueryScores]:
     """Convenience wrapper: ``Scorer(...).score(items)``."""
-    return Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=batch_size,
+    return Scorer(model, tokenizer, prompt_cfg, layers=layers, batch_size=batch_size,
                   token_scores=token_scores).score(items, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------- reference
 @torch.inference_mode()
 def reference_scores(
-    model, tokenizer, item: QueryInput, prompt_cfg: PromptConfig | dict | None = None, depth: int | None = None
+    model, tokenizer, item: QueryInput, prompt_cfg: PromptConfig | dict | None = None, layers: int | None = None
 ) -> QueryScores:
     """Slow reference: eager attention, ``output_attentions=True``, two full passes, direct loops. Tests only."""
     builder = PromptBuilder(tokenizer, prompt_cfg, model_max_length(model))
     p = builder.build(item.query, list(item.texts), item.qid)
     device = next(model.parameters()).device
-    n = model.config.num_hidden_layers if depth is None else min(depth, model.config.num_hidden_layers)
+    n = model.config.num_hidden_layers if layers is None else min(layers, model.config.num_hidden_layers)
     pl = len(p.prefix_ids)
     tokens = {}
     with attn_implementation(model, "eager"):

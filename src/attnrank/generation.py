@@ -96,8 +96,8 @@ class Frame:
         from .prompts import PromptBuilder
 
         builder = PromptBuilder(tokenizer, {
-            "doc_max_tokens": params.get("max_doc_tokens"),
-            "doc_max_words": params.get("max_doc_words"),
+            "max_doc_tokens": params.get("max_doc_tokens"),
+            "max_doc_words": params.get("max_doc_words"),
             "use_chat_template": bool(params.get("use_chat_template", True)),
         })
         self.tok = tokenizer

@@ -273,23 +273,23 @@ def benchmark_attention(kind: str, params: dict, artifacts: dict | None, model, 
                         prompt_cfg: dict | None = None, name: str | None = None, n: int | None = None, seed: int = 0,
                         warmup: int = 1) -> list[dict]:
     """``time_method`` for an attention method with real depth truncation: the engine runs only the layers the
-    method needs (``methods.required_depth``) and the method aggregates its scores, per query.
+    method needs (``methods.required_layers``) and the method aggregates its scores, per query.
 
     Rows carry ``forward_passes`` (1: the documents are read once), ``model_calls`` (2: the shared prefix, then the
-    query and the "N/A" suffixes together on its KV cache) and ``layers`` (the truncated depth).
+    query and the "N/A" suffixes together on its KV cache) and ``layers`` (the layers computed).
     """
     from . import methods
     from .engine import Scorer, iter_candidates
 
     n_layers = int(model.config.num_hidden_layers)
-    depth = methods.required_depth(kind, dict(params), artifacts, n_layers) or n_layers
+    layers = methods.required_layers(kind, dict(params), artifacts, n_layers) or n_layers
     # per-head token scores: masked calibration over a head subset / window needs them (as in the real pass)
-    scorer = Scorer(model, tokenizer, prompt_cfg, depth=depth, batch_size=1, token_scores=True)
+    scorer = Scorer(model, tokenizer, prompt_cfg, layers=layers, batch_size=1, token_scores=True)
 
     def one(item) -> dict:
         qs = scorer.score([item])[0]
         methods.aggregate(qs, kind, dict(params), artifacts, name=name, n_layers=n_layers)
-        return {"forward_passes": 1, "model_calls": 2, "generated_tokens": 0, "layers": depth,
+        return {"forward_passes": 1, "model_calls": 2, "generated_tokens": 0, "layers": layers,
                 "prompt_tokens": int(qs.n_tokens.sum())}
 
     items = [(it.qid, it) for it in iter_candidates(candidates)]

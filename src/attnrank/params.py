@@ -93,7 +93,7 @@ class KindSpec:
 
     params: Mapping[str, Param]
     check: Callable[[dict, str], None] | None = None
-    aliases: Mapping[str, str] = field(default_factory=dict)
+    renamed: Mapping[str, str] = field(default_factory=dict)  # old parameter name -> new one (an old name is an error)
 
 
 def method_name(params: Mapping, kind: str) -> str:
@@ -113,15 +113,14 @@ def resolve(kind: str, spec: KindSpec, params: Mapping | None, name: str | None 
         if key in IGNORED or key.startswith("_"):
             out[key] = value
             continue
-        canon = spec.aliases.get(key, key)
-        if canon not in spec.params:
+        if key in spec.renamed:
+            raise ParamError(f"methods.{name}.{key}", f"was renamed: use '{spec.renamed[key]}'")
+        if key not in spec.params:
             raise ParamError(f"methods.{name}.{key}", f"unknown parameter for kind '{kind}' (allowed: {', '.join(sorted(spec.params))})")
-        if canon != key and canon in params and params[canon] != value:
-            raise ParamError(f"methods.{name}.{key}", f"'{key}' and '{canon}' disagree ({value!r} vs {params[canon]!r})")
-        p = spec.params[canon]
+        p = spec.params[key]
         if not p.ok(value):
             raise ParamError(f"methods.{name}.{key}", f"expected {p.expected()}, got {value!r}")
-        out[canon] = value
+        out[key] = value
     for key, p in spec.params.items():
         if key not in out:
             if p.default is REQUIRED:
@@ -139,7 +138,8 @@ _COMMON = {
     "max_doc_words": Param("int", None, lo=1, null=True, doc="per-document truncation in words"),
     "use_chat_template": Param("bool", True),
 }
-_ALIASES = {"doc_max_tokens": "max_doc_tokens", "doc_max_words": "max_doc_words"}
+# old spellings of the truncation keys: rejected with the new name (one spelling in config keys, code and docs)
+_RENAMED = {"doc_max_tokens": "max_doc_tokens", "doc_max_words": "max_doc_words"}
 
 
 def _rankgpt_check(p: dict, name: str) -> None:
@@ -187,9 +187,9 @@ TEXT_KINDS: dict[str, KindSpec] = {
         "scoring": Param("choice", "generation", choices=("generation", "likelihood", "attention"), doc="how a window is ordered"),
         "labels": Param("choice", "auto", choices=("auto", "letters", "numbers"), doc="passage labels (likelihood scoring)"),
         **_ATTENTION,
-    }, _rankgpt_check, _ALIASES),
-    "yesno": KindSpec({**_COMMON, **_LIKELIHOOD}, None, _ALIASES),
-    "qlm": KindSpec({**_COMMON, **_LIKELIHOOD}, None, _ALIASES),
+    }, _rankgpt_check, renamed=_RENAMED),
+    "yesno": KindSpec({**_COMMON, **_LIKELIHOOD}, None, renamed=_RENAMED),
+    "qlm": KindSpec({**_COMMON, **_LIKELIHOOD}, None, renamed=_RENAMED),
     "setwise": KindSpec({
         **_COMMON,
         "scorer": Param("choice", "likelihood", choices=("likelihood", "generation", "attention")),
@@ -198,14 +198,14 @@ TEXT_KINDS: dict[str, KindSpec] = {
         "max_new_tokens": Param("int", 8, lo=1),
         "labels": Param("choice", "auto", choices=("auto", "letters", "numbers")),
         **_ATTENTION,
-    }, _setwise_check, _ALIASES),
+    }, _setwise_check, renamed=_RENAMED),
     "pointwise": KindSpec({
         **_COMMON,
         "scoring": Param("choice", "attention", choices=("attention",), doc="pointwise generation / likelihood are yesno / qlm"),
         "batch_size": Param("int", None, lo=1, null=True, doc="prompts per engine forward (null: 1 on CPU, 8 on GPU)"),
         **_ATTENTION,
         "attention": Param("any", {"kind": "icr"}, doc="attention method spec (default: ICR)"),
-    }, _attention_check, _ALIASES),
+    }, _attention_check, renamed=_RENAMED),
 }
 
 

@@ -14,7 +14,7 @@ The template head/tail come from rendering the chat template around a sentinel (
 A tokenizer without a chat template gets a plain prompt (BOS when the tokenizer adds one), logged once.
 
 Config keys (``PromptConfig.from_dict``): ``instruction``, ``late_instruction``, ``separator``,
-``calibration_query``, ``doc_max_tokens``, ``doc_max_words``, ``order`` (retrieval | reversed | shuffle),
+``calibration_query``, ``max_doc_tokens``, ``max_doc_words``, ``order`` (retrieval | reversed | shuffle),
 ``seed``, ``max_length`` (default: the model's ``max_position_embeddings``), ``use_chat_template``.
 
 Over-long prompts: when prefix + the longer suffix exceeds ``max_length``, every document is cut to
@@ -36,6 +36,9 @@ _SENTINEL = "\u2063ATTNRANK_SLOT\u2063"
 ORDERS = ("retrieval", "reversed", "shuffle")
 
 
+RENAMED = {"doc_max_tokens": "max_doc_tokens", "doc_max_words": "max_doc_words"}  # old key -> new key (rejected)
+
+
 @dataclass(frozen=True)
 class PromptConfig:
     """Prompt settings; see the module docstring."""
@@ -44,8 +47,8 @@ class PromptConfig:
     late_instruction: str = "Please find information that are relevant to the following query in the paragraphs above."
     separator: str = "\n\n"
     calibration_query: str = "N/A"
-    doc_max_tokens: int | None = 300
-    doc_max_words: int | None = None
+    max_doc_tokens: int | None = 300
+    max_doc_words: int | None = None
     order: str = "retrieval"
     seed: int = 0
     max_length: int | None = None
@@ -54,6 +57,9 @@ class PromptConfig:
     @classmethod
     def from_dict(cls, d: dict | None, key: str = "prompt") -> "PromptConfig":
         d = dict(d or {})
+        for old, new in RENAMED.items():
+            if old in d:
+                raise InputError(f"{key}.{old}: was renamed: use '{new}'")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -61,7 +67,7 @@ class PromptConfig:
         cfg = cls(**d)
         if cfg.order not in ORDERS:
             raise InputError(f"{key}.order: '{cfg.order}' is not one of {list(ORDERS)}")
-        for name in ("doc_max_tokens", "doc_max_words", "max_length"):
+        for name in ("max_doc_tokens", "max_doc_words", "max_length"):
             v = getattr(cfg, name)
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise InputError(f"{key}.{name}: expected a non-negative integer or null, got {v!r}")
@@ -162,11 +168,11 @@ class PromptBuilder:
         """Token ids of one document body (" " + text, word- then token-truncated by the config)."""
         c = self.cfg
         text = (text or "").strip()
-        if c.doc_max_words is not None:
-            text = " ".join(text.split()[: c.doc_max_words])
+        if c.max_doc_words is not None:
+            text = " ".join(text.split()[: c.max_doc_words])
         ids = self.encode(" " + text) if text else []
-        if c.doc_max_tokens is not None:
-            ids = ids[: c.doc_max_tokens]
+        if c.max_doc_tokens is not None:
+            ids = ids[: c.max_doc_tokens]
         return ids
 
     _doc_tokens = doc_tokens  # old name

@@ -38,31 +38,31 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol(
             "icr", "Chen et al., ICLR 2025 (In-Context Re-ranking)", "OSU-NLP-Group/In-Context-Reranking",
             method={"order": "reversed", "calibration": "masked"},
-            grid={"first_stage": "bm25", "depth": 100, "doc_max_words": 300, "doc_max_tokens": None,
+            grid={"first_stage": "bm25", "depth": 100, "max_doc_words": 300, "max_doc_tokens": None,
                   "drop_self_matches": True},
         ),
         Protocol(
             "qrhead", "Zhang et al., EMNLP 2025 (QRHead)", "princeton-pli/QRHead",
             method={"order": "reversed", "k_heads": 16, "calibration": "masked"},
-            grid={"first_stage": "bm25", "depth": 200, "doc_max_words": 400, "doc_max_tokens": None,
+            grid={"first_stage": "bm25", "depth": 200, "max_doc_words": 400, "max_doc_tokens": None,
                   "detection_queries": 128, "max_queries": 512},
         ),
         Protocol(
             "core", "Tran et al., arXiv 2510.02219 (CoRe heads)", "linhhtran/CoRe-Reranking",
             method={"order": "retrieval", "k_heads": 8, "calibration": "masked"},
-            grid={"first_stage": "dense:ibm-granite/granite-embedding-30m-english", "depth": 40, "doc_max_words": 300,
-                  "doc_max_tokens": None, "detection_queries": 1000, "detection_negatives": 49, "detection_positions": 5,
+            grid={"first_stage": "dense:ibm-granite/granite-embedding-30m-english", "depth": 40, "max_doc_words": 300,
+                  "max_doc_tokens": None, "detection_queries": 1000, "detection_negatives": 49, "detection_positions": 5,
                   "detection_first_stage": "dense:ibm-granite/granite-embedding-30m-english (top-100)"},
         ),
         Protocol(
             "selective-icr", "Chen et al., arXiv 2602.22591 (Selective-ICR)", "ielab/Selective-ICR",
             method={"order": "reversed", "calibration": "masked"},
-            grid={"first_stage": "bm25", "depth": 100, "doc_max_words": 300, "doc_max_tokens": None},
+            grid={"first_stage": "bm25", "depth": 100, "max_doc_words": 300, "max_doc_tokens": None},
         ),
         Protocol(
             "shared", "this benchmark's cross-method protocol", "docs/protocols.md",
             method={"order": "reversed", "calibration": "masked"},
-            grid={"first_stage": "bm25", "depth": 100, "doc_max_words": 300, "doc_max_tokens": None,
+            grid={"first_stage": "bm25", "depth": 100, "max_doc_words": 300, "max_doc_tokens": None,
                   "drop_self_matches": True},
         ),
     )
@@ -98,8 +98,8 @@ def deviations(protocol: str, cfg: dict, retriever: str) -> list[str]:
     have = {
         "first_stage": r.get("kind") if r.get("kind") == "bm25" else f"dense:{r.get('model')}",
         "depth": cfg["candidates"]["depth"],
-        "doc_max_words": cfg["candidates"].get("max_doc_words"),
-        "doc_max_tokens": cfg.get("prompt", {}).get("doc_max_tokens"),
+        "max_doc_words": cfg["candidates"].get("max_doc_words"),
+        "max_doc_tokens": cfg.get("prompt", {}).get("max_doc_tokens"),
         "drop_self_matches": cfg["candidates"].get("drop_self_matches", True),
     }
     det = cfg.get("detection", {})

@@ -10,7 +10,7 @@ Layout of ``out_dir`` (format version 1; see docs/attention.md for sizes)::
         tokens [n, L, H, Tmax] (only with engine.token_scores; float32 or float16, NaN pad): calibrated per-head
         token scores of the documents, concatenated in candidate order (n_tokens gives each document's share)
     shard-00001.npz   ...
-    manifest.json     written last: format, config_hash, code_hash, model, n_layers, n_heads, depth, prompt, shards,
+    manifest.json     written last: format, config_hash, code_hash, model, n_layers, n_heads, layers (asked), prompt, shards,
                       n_queries
 
 Every shard is written atomically. A rerun keeps shards whose config hash and query ids match and computes the rest
@@ -76,7 +76,7 @@ def engine_code_hash(package_dir: str | os.PathLike = PACKAGE_DIR) -> str:
     return code_hash(modules=[__name__], package_dir=package_dir)
 
 
-def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: int | None, shard_size: int, code: str = "",
+def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, layers: int | None, shard_size: int, code: str = "",
                 token_scores: bool = False, token_dtype: str = "float32") -> str:
     blob = json.dumps(
         {
@@ -86,7 +86,7 @@ def config_hash(model_dir, candidates: pl.DataFrame, prompt_cfg: dict, depth: in
             "model": model_fingerprint(model_dir),
             "candidates": candidates_fingerprint(candidates),
             "prompt": prompt_cfg,
-            "depth": depth,
+            "layers": layers,
             "shard_size": shard_size,
         },
         sort_keys=True,
@@ -156,7 +156,7 @@ def compute_cache(
     candidates: pl.DataFrame,
     out_dir: str | os.PathLike,
     prompt_cfg: dict | None = None,
-    depth: int | None = None,
+    layers: int | None = None,
     shard_size: int = 100,
     batch_size: int | None = None,
     device: str | None = None,
@@ -186,7 +186,7 @@ def compute_cache(
     if token_dtype not in ("float32", "float16"):
         raise InputError(f"engine.token_dtype: must be float32 or float16 (got {token_dtype!r})")
     code = engine_code_hash()
-    chash = config_hash(model_dir, candidates, cfg, depth, shard_size, code, token_scores, token_dtype)
+    chash = config_hash(model_dir, candidates, cfg, layers, shard_size, code, token_scores, token_dtype)
     man_path = out / MANIFEST
     if man_path.is_file():
         man = json.loads(man_path.read_text())
@@ -211,7 +211,7 @@ def compute_cache(
     if len(todo) < len(chunks):
         log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
     model, tokenizer = load_model(model_dir, device=device, dtype=dtype)
-    scorer = Scorer(model, tokenizer, cfg, depth=depth, batch_size=batch_size, token_scores=token_scores,
+    scorer = Scorer(model, tokenizer, cfg, layers=layers, batch_size=batch_size, token_scores=token_scores,
                     token_dtype=token_dtype)
     bar = Progress(sum(len(chunks[i]) for i in todo), f"attention {Path(model_dir).name}", unit="q", log=log, enabled=progress)
     for i in todo:
@@ -234,7 +234,7 @@ def compute_cache(
             "n_layers": scorer.n_layers,
             "n_heads": scorer.n_heads,
             "n_layers_model": model.config.num_hidden_layers,
-            "depth": depth,
+            "layers": layers,
             "prompt": cfg,
             "shard_size": shard_size,
             "token_scores": bool(token_scores),

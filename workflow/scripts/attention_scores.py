@@ -21,7 +21,7 @@ def main(smk):
         pl.read_parquet(smk.input.candidates),
         Path(smk.output[0]).parent,
         prompt_cfg=dict(p.prompt),
-        depth=p.depth,
+        layers=p.layers,
         shard_size=p.shard_size,
         batch_size=getattr(smk.resources, "batch", p.batch_size),  # halves on an out-of-memory retry
         dtype=None if p.dtype == "auto" else getattr(torch, p.dtype),

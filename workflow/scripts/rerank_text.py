@@ -8,7 +8,7 @@ def main(smk):
     from attnrank import attnscoring, candidates, generation, io
 
     name, spec = smk.wildcards.method, dict(smk.params.spec)
-    prompt = {**smk.params.prompt, "doc_max_tokens": smk.params.doc_max_tokens}
+    prompt = {**smk.params.prompt, "max_doc_tokens": smk.params.max_doc_tokens}
     params = attnscoring.text_params(name, spec, prompt, dict(smk.input.items()))
     run, stats = generation.rerank_candidates(spec["kind"], smk.input.model, pl.read_parquet(smk.input.candidates), params, name=name)
     full = candidates.merge_with_tail(run, io.read_trec(smk.input.run))
