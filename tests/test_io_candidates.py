@@ -64,3 +64,19 @@ def test_merge_with_tail_keeps_first_stage_tail():
     rer = pl.DataFrame({"qid": ["q"] * 3, "docid": ["a", "b", "c"], "score": [0.1, 0.9, 0.5]})
     merged = io.rank_run(candidates.merge_with_tail(rer, first))
     assert merged["docid"].to_list() == ["b", "c", "a", "d", "e"]
+
+
+def test_one_candidates_reader_for_engine_and_text_rerankers():
+    """Both re-ranker families read candidates through candidates.per_query: rank order, equal ranks by docid
+    (never by row), queries in order of first appearance."""
+    from attnrank.engine import iter_candidates
+    from attnrank.generation import iter_queries
+
+    cands = pl.DataFrame({"qid": ["9", "9", "9", "1"], "query": ["q9"] * 3 + ["q1"], "docid": ["c", "b", "a", "x"],
+                          "rank": [2, 1, 1, 1], "score": [0.0] * 4, "text": ["tc", "tb", None, "tx"]})
+    assert candidates.per_query(cands) == [("9", "q9", ["a", "b", "c"], ["", "tb", "tc"]), ("1", "q1", ["x"], ["tx"])]
+    engine = [(it.qid, it.query, it.docids, it.texts) for it in iter_candidates(cands)]
+    text = [(q, query, [d for d, _ in docs], [t for _, t in docs]) for q, query, docs in iter_queries(cands)]
+    assert engine == text == candidates.per_query(cands)
+    with pytest.raises(InputError, match=r"missing column\(s\) \['text'\]"):
+        candidates.per_query(cands.drop("text"))

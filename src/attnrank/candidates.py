@@ -55,6 +55,27 @@ def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None,
     return cands, meta
 
 
+CANDIDATE_COLUMNS = ("qid", "query", "docid", "rank", "text")
+
+
+def per_query(cands: pl.DataFrame) -> list[tuple[str, str, list[str], list[str]]]:
+    """The one reader of a candidates table for the re-rankers (attention engine and text re-rankers alike):
+    (qid, query, docids, texts) per query, documents in first-stage rank order with ties broken by docid (as
+    every run is ranked), queries in order of first appearance."""
+    missing = [c for c in CANDIDATE_COLUMNS if c not in cands.columns]
+    if missing:
+        raise InputError(f"candidates: missing column(s) {missing}; expected {list(CANDIDATE_COLUMNS)}")
+    df = cands.select(
+        pl.col("qid").cast(pl.String), pl.col("query").cast(pl.String).fill_null(""), pl.col("docid").cast(pl.String),
+        pl.col("rank"), pl.col("text").cast(pl.String).fill_null(""),
+    )
+    out = []
+    for (qid,), g in df.group_by("qid", maintain_order=True):
+        g = g.sort(["rank", "docid"])
+        out.append((qid, g["query"][0], g["docid"].to_list(), g["text"].to_list()))
+    return out
+
+
 def drop_self_matches(run: pl.DataFrame, qrels: pl.DataFrame | None = None, where: str = "run") -> tuple[pl.DataFrame, dict]:
     """Drop retrieved documents whose id equals the query id, as BEIR's evaluation (``ignore_identical_ids``) and
     ICR do (ArguAna, Quora: the query is itself a corpus document). Returns the run (ranks renumbered from 1 in

@@ -461,13 +461,8 @@ def reference_scores(
 
 
 def iter_candidates(candidates) -> Iterable[QueryInput]:
-    """``QueryInput``s from a candidates frame (qid, query, docid, rank, text); queries in first-appearance order."""
-    import polars as pl
+    """``QueryInput``s from a candidates frame (``attnrank.candidates.per_query``: rank order, ties by docid)."""
+    from .candidates import per_query
 
-    df = candidates.with_row_index("_row")
-    first = df.group_by("qid").agg(pl.col("_row").min()).sort("_row")["qid"].to_list()
-    groups = {key[0]: g.sort(["rank", "docid"]) for key, g in df.group_by(["qid"])}
-    for qid in first:
-        g = groups[qid]
-        yield QueryInput(str(qid), str(g["query"][0] or ""), [str(d) for d in g["docid"]],
-                         [t or "" for t in g["text"].to_list()])
+    for qid, query, docids, texts in per_query(candidates):
+        yield QueryInput(qid, query, docids, texts)

@@ -381,23 +381,11 @@ def get_reranker(kind: str) -> Callable:
     return reg[kind]
 
 
-CANDIDATE_COLUMNS = ("qid", "query", "docid", "rank", "text")
-
-
 def iter_queries(candidates: pl.DataFrame) -> list[tuple[str, str, list[Doc]]]:
-    """(qid, query, [(docid, text)] in first-stage rank order) per query, queries in first-appearance order."""
-    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
-    if missing:
-        raise InputError(f"candidates: missing column(s) {missing}; expected {list(CANDIDATE_COLUMNS)}")
-    df = candidates.select(
-        pl.col("qid").cast(pl.String), pl.col("query").cast(pl.String), pl.col("docid").cast(pl.String),
-        pl.col("rank"), pl.col("text").cast(pl.String).fill_null(""),
-    ).with_row_index("_row")
-    out = []
-    for (qid,), g in df.group_by("qid", maintain_order=True):
-        g = g.sort(["rank", "_row"])
-        out.append((qid, g["query"][0] or "", list(zip(g["docid"].to_list(), g["text"].to_list()))))
-    return out
+    """(qid, query, [(docid, text)]) per query (``attnrank.candidates.per_query``: rank order, ties by docid)."""
+    from .candidates import per_query
+
+    return [(qid, query, list(zip(docids, texts))) for qid, query, docids, texts in per_query(candidates)]
 
 
 def _sync(device: torch.device) -> None:

@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 import polars as pl
 
+from .candidates import CANDIDATE_COLUMNS
 from .codehash import PACKAGE_DIR, code_hash
 from .errors import InputError
 from .io import atomic_path, write_json
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-CANDIDATE_COLUMNS = ("qid", "query", "docid", "rank", "text")
 
 
 def shard_name(i: int) -> str:
