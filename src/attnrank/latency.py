@@ -157,7 +157,9 @@ def time_method(
 def benchmark_rerank(method_kind: str, model, tokenizer, candidates: pl.DataFrame, params: dict | None = None,
                      n: int | None = None, seed: int = 0, warmup: int = 1) -> list[dict]:
     """``time_method`` for a generation / likelihood re-ranker; rows carry its per-query counters."""
-    from .generation import Stats, get_reranker, iter_queries, model_device
+    from .lm import model_device
+    from .textrerank import get_reranker, iter_queries
+    from .texttypes import Stats
 
     fn = get_reranker(method_kind)
 
@@ -295,3 +297,36 @@ def benchmark_attention(kind: str, params: dict, artifacts: dict | None, model, 
     items = [(it.qid, it) for it in iter_candidates(candidates)]
     return time_method(lambda q: one(q[1]), items, n, seed, warmup, next(model.parameters()).device)
 
+
+
+def method_inputs(inputs: dict, method: str) -> dict:
+    """A method's artifact files among the latency job's inputs, which name them ``<method>__<key>``
+    (``attnrank.plan.Plan.latency_inputs``): {key: path}."""
+    return {k.split("__", 1)[1]: v for k, v in inputs.items() if k.startswith(f"{method}__")}
+
+
+def benchmark_model(model_dir: str, candidates_path: str, method_specs: dict, family: dict, inputs: dict,
+                    prompt_cfg: dict, sample: dict, model_name: str, out_csv: str) -> dict:
+    """The ``latency`` job: load the model once and time every method on the same sample of queries (attention
+    methods with real truncation; text methods as configured), one summary row per method in ``out_csv``."""
+    import logging
+
+    from . import attnscoring, methods, models
+
+    cands = pl.read_parquet(candidates_path)
+    model, tokenizer = models.load_model(model_dir)
+    opts = {"n": sample["n_queries"], "seed": sample["seed"], "warmup": sample["warmup"]}
+    summaries = []
+    for name, spec in method_specs.items():
+        spec = dict(spec)
+        logging.getLogger("attnrank").info("timing %s", name)
+        files = method_inputs(inputs, name)
+        if family[name] == "attention":
+            artifacts = methods.load_artifacts(spec, files, name)
+            rows = benchmark_attention(spec["kind"], spec, artifacts, model, tokenizer, cands, dict(prompt_cfg), name=name, **opts)
+        else:
+            params = attnscoring.text_params(name, spec, dict(prompt_cfg), files)
+            rows = benchmark_rerank(spec["kind"], model, tokenizer, cands, params, **opts)
+        summaries.append(summarize(rows, model_name, name))
+    write_latency_csv(summaries, out_csv)
+    return {"methods": len(summaries), "queries": opts["n"]}
