@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from attnrank import generation as G
+from attnrank import lm, textrerank
+from attnrank import texttypes as T
 from attnrank.errors import InputError
 from attnrank.models import build_tiny_model, load_model
 
@@ -102,7 +104,7 @@ def test_sliding_window_order_rejects_non_permutation():
 def test_rankgpt_full_permutation(tiny, n, window, stride):
     model, tok = tiny
     docs = _docs(n)
-    st = G.Stats()
+    st = T.Stats()
     ranked = G.rerank_rankgpt(model, tok, "planet orbit", docs, {"window": window, "stride": stride}, st)
     assert _is_permutation(ranked, docs)
     assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
@@ -115,7 +117,7 @@ def test_rankgpt_model_that_emits_nothing(tiny):
     model, tok = tiny
     mute = _mute(model, tok)
     docs = _docs(6)
-    st = G.Stats()
+    st = T.Stats()
     ranked = G.rerank_rankgpt(mute, tok, "planet orbit", docs, {"window": 4, "stride": 2}, st)
     assert [d for d, _ in ranked] == [d for d, _ in docs]  # input order kept
     assert st.generations == 2 and st.empty_generations == 2 and st.parse_failures == 2
@@ -126,7 +128,7 @@ def test_rankgpt_repairs_are_applied_and_counted(tiny, monkeypatch):
     model, tok = tiny
     answers = iter(["[2] > [2] > [9] > [1]"])
     monkeypatch.setattr(G, "greedy_generate", lambda *a, **k: next(answers))
-    st = G.Stats()
+    st = T.Stats()
     ranked = G.rerank_rankgpt(model, tok, "q", _docs(3), {"window": 5, "stride": 2}, st)
     assert [d for d, _ in ranked] == ["d01", "d00", "d02"]
     assert st.parse_repairs == 1 and st.parse_failures == 0
@@ -134,7 +136,7 @@ def test_rankgpt_repairs_are_applied_and_counted(tiny, monkeypatch):
 
 def test_rankgpt_prompt_lists_every_passage(tiny):
     _, tok = tiny
-    frame = G.Frame(tok, G.resolve_params("rankgpt", {}))
+    frame = lm.Frame(tok, T.resolve_params("rankgpt", {}))
     text = tok.decode(G.rankgpt_prompt(frame, "planet orbit", ["comet moon", "solar eclipse", "galaxy"]))
     for i in (1, 2, 3):
         assert f"[ {i} ]" in text
@@ -146,7 +148,7 @@ def test_truncation_matches_attention_prompt(tiny):
 
     _, tok = tiny
     long = " ".join(["planet"] * 50)
-    frame = G.Frame(tok, G.resolve_params("rankgpt", {"max_doc_tokens": 7}))
+    frame = lm.Frame(tok, T.resolve_params("rankgpt", {"max_doc_tokens": 7}))
     assert frame.doc(long) == PromptBuilder(tok, {"max_doc_tokens": 7})._doc_tokens(long)
     assert len(frame.doc(long)) == 7
 
@@ -154,14 +156,14 @@ def test_truncation_matches_attention_prompt(tiny):
 def test_params_validation(tiny):
     model, tok = tiny
     with pytest.raises(InputError, match="stride"):
-        G.rerank_rankgpt(model, tok, "q", _docs(3), {"window": 2, "stride": 3}, G.Stats())
+        G.rerank_rankgpt(model, tok, "q", _docs(3), {"window": 2, "stride": 3}, T.Stats())
     with pytest.raises(InputError, match=r"methods.rankgpt.windw: unknown parameter for kind 'rankgpt' \(allowed: "):
-        G.rerank_rankgpt(model, tok, "q", _docs(3), {"windw": 2}, G.Stats())
+        G.rerank_rankgpt(model, tok, "q", _docs(3), {"windw": 2}, T.Stats())
     with pytest.raises(InputError, match="max_doc_tokens"):
-        G.rerank_rankgpt(model, tok, "q", _docs(3), {"max_doc_tokens": 0}, G.Stats())
+        G.rerank_rankgpt(model, tok, "q", _docs(3), {"max_doc_tokens": 0}, T.Stats())
     with pytest.raises(InputError, match="methods.rankgpt.doc_max_tokens: was renamed: use 'max_doc_tokens'"):
-        G.resolve_params("rankgpt", {"doc_max_tokens": 5})
-    assert G.resolve_params("rankgpt", {"kind": "rankgpt", "max_doc_tokens": 5})["max_doc_tokens"] == 5
+        T.resolve_params("rankgpt", {"doc_max_tokens": 5})
+    assert T.resolve_params("rankgpt", {"kind": "rankgpt", "max_doc_tokens": 5})["max_doc_tokens"] == 5
 
 
 # ---------------------------------------------------------------------------------------------------- driver
@@ -182,7 +184,7 @@ def _candidates():
 ])
 def test_rerank_candidates_every_kind(tiny, kind, params):
     cands = _candidates()
-    run, stats = G.rerank_candidates(kind, tiny, cands, params, progress=False)
+    run, stats = textrerank.rerank_candidates(kind, tiny, cands, params, progress=False)
     assert run.columns == ["qid", "docid", "score"]
     got = sorted(zip(run["qid"], run["docid"]))
     assert got == sorted(zip(cands["qid"], cands["docid"]))
@@ -192,6 +194,6 @@ def test_rerank_candidates_every_kind(tiny, kind, params):
 
 def test_rerank_candidates_bad_input(tiny):
     with pytest.raises(InputError, match="unknown re-ranker kind"):
-        G.rerank_candidates("bogus", tiny, _candidates(), {}, progress=False)
+        textrerank.rerank_candidates("bogus", tiny, _candidates(), {}, progress=False)
     with pytest.raises(InputError, match="missing column"):
-        G.rerank_candidates("yesno", tiny, _candidates().drop("text"), {}, progress=False)
+        textrerank.rerank_candidates("yesno", tiny, _candidates().drop("text"), {}, progress=False)

@@ -70,7 +70,7 @@ def test_one_candidates_reader_for_engine_and_text_rerankers():
     """Both re-ranker families read candidates through candidates.per_query: rank order, equal ranks by docid
     (never by row), queries in order of first appearance."""
     from attnrank.engine import iter_candidates
-    from attnrank.generation import iter_queries
+    from attnrank.textrerank import iter_queries
 
     cands = pl.DataFrame({"qid": ["9", "9", "9", "1"], "query": ["q9"] * 3 + ["q1"], "docid": ["c", "b", "a", "x"],
                           "rank": [2, 1, 1, 1], "score": [0.0] * 4, "text": ["tc", "tb", None, "tx"]})

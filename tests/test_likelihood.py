@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from attnrank import likelihood as L
-from attnrank.generation import Frame, Stats, resolve_params
+from attnrank.lm import Frame
+from attnrank.texttypes import Stats, resolve_params
 from attnrank.errors import InputError
 from attnrank.models import build_tiny_model, load_model
 

@@ -10,6 +10,8 @@ import re
 import pytest
 
 from attnrank import generation as G
+from attnrank import lm
+from attnrank import texttypes as T
 from attnrank import setwise as S
 from attnrank.models import build_tiny_tokenizer
 
@@ -50,11 +52,11 @@ def test_rankgpt_100_candidates_window_20_stride_10(tok, monkeypatch):
     monkeypatch.setattr(G, "rankgpt_prompt", spy)
     monkeypatch.setattr(G, "greedy_generate", lambda *a, **k: "[2] > [1]")  # swap the first two of every window
     docs = _docs(100)
-    ranked = G.rerank_rankgpt(None, tok, "planet orbit", docs, {"window": 20, "stride": 10, **PARAMS}, G.Stats())
+    ranked = G.rerank_rankgpt(None, tok, "planet orbit", docs, {"window": 20, "stride": 10, **PARAMS}, T.Stats())
     assert sorted(d for d, _ in ranked) == sorted(d for d, _ in docs)
     assert len(calls) == len(list(G.sliding_windows(100, 20, 10))) == 9
     assert all(len(texts) == 20 for texts, _, _ in calls)
-    _check(tok, calls, lambda texts, _: real(G.Frame(tok, PARAMS), "planet orbit", texts))
+    _check(tok, calls, lambda texts, _: real(lm.Frame(tok, PARAMS), "planet orbit", texts))
 
 
 @pytest.mark.parametrize("scorer", ["likelihood", "generation"])
@@ -70,16 +72,16 @@ def test_setwise_30_candidates(tok, monkeypatch, scorer):
     # the last passage of every set wins: many swaps, so the heap visits many different sets
     monkeypatch.setattr(S, "position_logits", lambda model, prompts, positions, fn, *a: [len(calls[-1][0]) - 1])
     monkeypatch.setattr(S, "greedy_generate", lambda *a, **k: calls[-1][2][-1])
-    monkeypatch.setattr(S, "_pad_id", lambda tokenizer: 0)
+    monkeypatch.setattr(S, "pad_id", lambda tokenizer: 0)
     docs = _docs(30)
-    ranked = S.rerank_setwise(None, tok, "planet orbit", docs, {"c": 3, "scorer": scorer, **PARAMS}, G.Stats())
+    ranked = S.rerank_setwise(None, tok, "planet orbit", docs, {"c": 3, "scorer": scorer, **PARAMS}, T.Stats())
     assert sorted(d for d, _ in ranked) == sorted(d for d, _ in docs)
     assert len(calls) > 15
-    _check(tok, calls, lambda texts, labels: real(G.Frame(tok, PARAMS), "planet orbit", texts, labels))
+    _check(tok, calls, lambda texts, labels: real(lm.Frame(tok, PARAMS), "planet orbit", texts, labels))
 
 
 def test_frame_enc_returns_a_new_list(tok):
-    frame = G.Frame(tok, PARAMS)
+    frame = lm.Frame(tok, PARAMS)
     a = frame.enc("planet star")
     a += [1, 2, 3]
     assert frame.enc("planet star") == list(tok.encode("planet star", add_special_tokens=False))

@@ -11,7 +11,8 @@ import torch
 
 from attnrank import setwise as S
 from attnrank.errors import InputError
-from attnrank.generation import Frame, Stats, resolve_params
+from attnrank.lm import Frame
+from attnrank.texttypes import Stats, resolve_params
 from attnrank.models import build_tiny_model, load_model
 
 

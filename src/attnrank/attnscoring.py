@@ -19,7 +19,7 @@ Config keys these kinds accept: ``attention`` (the method spec, e.g. ``{kind: ic
 section; the workflow fills it from the config's ``prompt``). The method's own ``max_doc_tokens`` /
 ``max_doc_words`` override the prompt's truncation, so every cell of the grid cuts documents the same way.
 Artifacts (head table, layer window, HeadRank weights) are loaded by the workflow and passed as ``_artifacts``.
-These keys are declared with the kinds' other parameters in ``attnrank.params.TEXT_KINDS``.
+These keys are declared with the kinds' other parameters in ``attnrank.textkinds.TEXT_KINDS``.
 """
 
 from __future__ import annotations
@@ -29,40 +29,17 @@ from typing import Sequence
 
 import numpy as np
 
+from . import methods
+from .engine import QueryInput, Scorer
 from .errors import InputError
-
-Doc = tuple[str, str]
-
-
-
-# text kinds with a choice of mechanism: the config key that chooses it and its default
-MECHANISM_KEY = {"pointwise": ("scoring", "attention"), "rankgpt": ("scoring", "generation"), "setwise": ("scorer", "likelihood")}
-
-
-def text_attention_spec(kind: str, spec: dict, name: str | None = None) -> dict | None:
-    """The attention method spec of a text method config entry that scores by attention (checked against
-    ``attnrank.methods``: kind and parameter names), else None."""
-    from . import methods
-
-    if kind not in MECHANISM_KEY:
-        return None
-    key, default = MECHANISM_KEY[kind]
-    if spec.get(key, default) != "attention":
-        return None
-    from .params import TEXT_KINDS
-
-    what = name or kind
-    att = attention_spec({"attention": spec.get("attention", TEXT_KINDS[kind].params["attention"].default)}, what)
-    methods.validate(att["kind"], {k: v for k, v in att.items() if k != "kind"}, f"{what}.attention")
-    return att
+from .textkinds import attention_spec, text_attention_spec
+from .texttypes import Doc, resolve_params, sort_ranked
 
 
 def text_params(name: str, spec: dict, prompt: dict, inputs: dict | None = None) -> dict:
     """Re-ranker params of a text method config entry (``methods.<name>``): the entry without ``kind``; the prompt's
     ``max_doc_tokens`` unless the entry sets its own; for attention scoring also the prompt config and the loaded
     artifacts (``inputs``: heads / profile / weights files, as ``methods.load_artifacts`` takes them)."""
-    from . import methods
-
     params = {k: v for k, v in spec.items() if k != "kind"}
     if "max_doc_tokens" not in params:
         params["max_doc_tokens"] = prompt.get("max_doc_tokens")
@@ -71,18 +48,6 @@ def text_params(name: str, spec: dict, prompt: dict, inputs: dict | None = None)
         params.setdefault("prompt", dict(prompt))
         params["_artifacts"] = methods.load_artifacts(att, dict(inputs or {}), name)
     return params
-
-
-def attention_spec(params: dict, what: str) -> dict:
-    """The nested attention method spec (``params['attention']``) checked for shape and kind."""
-    from . import methods
-
-    spec = params.get("attention")
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise InputError(f"methods.{what}.attention: scoring by attention needs a method spec such as {{kind: icr}} (got {spec!r})")
-    if spec["kind"] not in methods.METHODS:
-        raise InputError(f"methods.{what}.attention.kind: unknown attention kind {spec['kind']!r} (known: {sorted(methods.METHODS)})")
-    return spec
 
 
 class AttentionScorer:
@@ -99,9 +64,6 @@ class AttentionScorer:
     def __init__(self, model, tokenizer, spec: dict, prompt: dict | None = None, artifacts: dict | None = None,
                  name: str = "attention", max_doc_tokens: int | None = None, max_doc_words: int | None = None,
                  batch_size: int | None = None):
-        from . import methods
-        from .engine import Scorer
-
         self.kind = spec["kind"]
         self.name = name
         self.n_layers = int(model.config.num_hidden_layers)
@@ -123,9 +85,6 @@ class AttentionScorer:
 
     def score_sets(self, query: str, sets: Sequence[Sequence[Doc]], stats=None) -> list[np.ndarray]:
         """Scores [len(set)] of each set of (docid, text), every set in its own prompt (in the given order)."""
-        from . import methods
-        from .engine import QueryInput
-
         # the query text keys a shuffled prompt order (the framework functions do not see the query id)
         items = [QueryInput(query, query, [d for d, _ in s], [t for _, t in s]) for s in sets]
         out = []
@@ -152,12 +111,6 @@ def scorer_from_params(model, tokenizer, params: dict, what: str, batch_size: in
                            max_doc_words=params.get("max_doc_words"), batch_size=batch_size)
 
 
-def order_by_scores(items: list[int], scores) -> list[int]:
-    """``items`` re-ordered by score, highest first; ties keep their order in ``items`` (stable)."""
-    vals = [float(v) for v in scores]
-    return [items[p] for p in sorted(range(len(items)), key=lambda p: -vals[p])]
-
-
 # ---------------------------------------------------------------------------------------------------- pointwise
 
 
@@ -166,8 +119,6 @@ def rerank_pointwise(model, tokenizer, query: str, docs: list[Doc], params: dict
 
     ``scoring`` must be ``attention`` (pointwise generation / likelihood are the ``yesno`` / ``qlm`` kinds).
     """
-    from .generation import resolve_params, sort_ranked
-
     p = resolve_params("pointwise", params)
     if not docs:
         return []

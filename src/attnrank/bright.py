@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from .collection import CORPUS_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, Dataset
 from .errors import InputError
 
 HF_ID = "xlangai/BRIGHT"
@@ -38,9 +39,7 @@ def _id(v) -> str | None:
 
 
 def from_records(examples: list[dict], documents: list[dict], long_documents: bool = False, key: str = "?"):
-    """Build a :class:`attnrank.data.Dataset` from BRIGHT ``examples`` and ``documents`` rows."""
-    from .data import CORPUS_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, Dataset
-
+    """Build a :class:`attnrank.collection.Dataset` from BRIGHT ``examples`` and ``documents`` rows."""
     gold_key = "gold_ids_long" if long_documents else "gold_ids"
     if examples:
         missing = {"id", "query", gold_key} - set(examples[0])

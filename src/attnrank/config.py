@@ -236,7 +236,7 @@ def method_families(cfg: dict) -> dict[str, str]:
     """{method name: "attention" | "text"} after checking each method's kind, parameters (names and values) and
     the sections its artifacts need; InputError naming ``methods.<name>.<key>``."""
     from . import methods
-    from .params import TEXT_KINDS, resolve_text
+    from .textkinds import TEXT_KINDS, resolve_text, text_attention_spec
 
     out = {}
     for name, spec in cfg["methods"].items():
@@ -255,8 +255,6 @@ def method_families(cfg: dict) -> dict[str, str]:
         except InputError as e:
             raise _config_error(e) from None
         # the attention kind whose artifacts the method needs: its own, or a text framework's nested `attention`
-        from .attnscoring import text_attention_spec
-
         att = kind if out[name] == "attention" else (text_attention_spec(kind, spec, name) or {}).get("kind")
         if att is not None:
             for need, section in (("heads", "detection"), ("window", "tuning"), ("weights", "tuning")):

@@ -14,30 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from .collection import CORPUS_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, Dataset
 from .errors import InputError
 from .io import read_jsonl, read_qrels_tsv, write_json, write_parquet
 
 log = logging.getLogger(__name__)
-
-CORPUS_SCHEMA = {"docid": pl.String, "title": pl.String, "text": pl.String}
-QUERIES_SCHEMA = {"qid": pl.String, "text": pl.String}
-QRELS_SCHEMA = {"qid": pl.String, "docid": pl.String, "relevance": pl.Int32}
-
-
-@dataclass
-class Dataset:
-    """A normalised dataset: three polars frames plus notes on what was skipped."""
-
-    corpus: pl.DataFrame
-    queries: pl.DataFrame
-    qrels: pl.DataFrame
-    notes: dict = field(default_factory=dict)
-
 
 # ---------------------------------------------------------------------------------------------------- readers
 def _need(path: Path, key: str) -> Path:

@@ -32,7 +32,7 @@ GRID_COLUMNS = ["dataset", "retriever", "model", "framework", "mechanism", "meth
 def cell(kind: str, spec: Mapping, name: str | None = None) -> tuple[str, str]:
     """(framework, mechanism) of a method config entry; InputError for an unknown kind or mechanism."""
     from . import methods
-    from .attnscoring import MECHANISM_KEY
+    from .textkinds import MECHANISM_KEY
 
     fixed = {"yesno": ("pointwise", "generation"), "qlm": ("pointwise", "likelihood")}
     if kind in fixed:

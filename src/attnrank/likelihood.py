@@ -14,121 +14,16 @@ head, system prompt), it is run once and its KV cache reused by every batch.
 
 from __future__ import annotations
 
-import copy
-from typing import Callable
-
 import torch
 
 from .errors import InputError
-from .generation import Doc, Frame, Ranked, Stats, model_device, resolve_params, sort_ranked
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    if not seqs:
-        return 0
-    n = min(map(len, seqs))
-    first = seqs[0]
-    for i in range(n):
-        t = first[i]
-        if any(s[i] != t for s in seqs):
-            return i
-    return n
-
-
-def _split_model(model):
-    """(decoder body, LM head) when the model exposes them, else (None, None) (then the full model is run)."""
-    base = getattr(model, "model", None)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if base is None or head is None or getattr(model.config, "logit_scale", None) is not None:
-        return None, None
-    return base, head
-
-
-def _head_logits(model, head, hidden: torch.Tensor) -> torch.Tensor:
-    logits = head(hidden).float()
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
-@torch.inference_mode()
-def position_logits(
-    model,
-    seqs: list[list[int]],
-    positions: list[list[int]],
-    reduce: Callable[[torch.Tensor, int], float],
-    stats: Stats,
-    batch_size: int = 8,
-    prefix_cache: bool = True,
-    prefix_cache_min: int = 8,
-    pad_id: int = 0,
-) -> list[float]:
-    """For each sequence i, ``reduce(logits[positions[i]] as float32 [len, V], i)``; one forward per sequence.
-
-    ``logits[t]`` is the next-token distribution after token t. Batches are length-sorted and right padded.
-    """
-    n = len(seqs)
-    if n == 0:
-        return []
-    device = model_device(model)
-    base, head = _split_model(model)
-    # a shared prefix that ends before every requested position and leaves >= 1 token per sequence
-    P = min(_common_prefix(seqs), min(min(p) for p in positions), min(map(len, seqs)) - 1)
-    past = None
-    if prefix_cache and base is not None and P >= max(prefix_cache_min, 1) and n > 1:
-        pre = torch.tensor([seqs[0][:P]], dtype=torch.long, device=device)
-        past = base(input_ids=pre, use_cache=True).past_key_values
-        stats.model_calls += 1
-        stats.prompt_tokens += P
-    else:
-        P = 0
-    order = sorted(range(n), key=lambda i: (len(seqs[i]), i))
-    out: list[float] = [0.0] * n
-    for b in range(0, n, batch_size):
-        idx = order[b : b + batch_size]
-        B = len(idx)
-        L = max(len(seqs[i]) for i in idx) - P
-        x = torch.full((B, L), pad_id, dtype=torch.long)
-        mask = torch.zeros((B, L), dtype=torch.long)
-        for r, i in enumerate(idx):
-            s = seqs[i][P:]
-            x[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
-        x, mask = x.to(device), mask.to(device)
-        stats.model_calls += 1
-        stats.forward_passes += B
-        stats.prompt_tokens += int(mask.sum())
-        if past is not None:
-            cache = copy.deepcopy(past)
-            cache.batch_repeat_interleave(B)
-            full_mask = torch.cat([torch.ones((B, P), dtype=torch.long, device=device), mask], dim=1)
-            hidden = base(input_ids=x, attention_mask=full_mask, past_key_values=cache, use_cache=True).last_hidden_state
-        elif base is not None:
-            hidden = base(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state
-        else:
-            hidden = None
-            all_logits = model(input_ids=x, attention_mask=mask, use_cache=False).logits.float()
-        for r, i in enumerate(idx):
-            pos = torch.tensor([p - P for p in positions[i]], dtype=torch.long, device=device)
-            if hidden is not None:
-                logits = _head_logits(model, head, hidden[r, pos])
-            else:
-                logits = all_logits[r, pos]
-            out[i] = float(reduce(logits, i))
-    return out
-
+from .lm import Frame, model_device, pad_id, position_logits
+from .texttypes import Doc, Ranked, Stats, resolve_params, sort_ranked
 
 def _likelihood_params(kind: str, params: dict) -> dict:
     return resolve_params(kind, params)
 
 
-def _pad_id(tokenizer) -> int:
-    if tokenizer.pad_token_id is not None:
-        return int(tokenizer.pad_token_id)
-    return int(tokenizer.eos_token_id or 0)
-
-
-# ---------------------------------------------------------------------------------------------------- yes / no
 def yesno_prompt(frame: Frame, query: str, text: str) -> list[int]:
     """HELM-style relevance question for one passage, as token ids (ends where the answer starts)."""
     body = (
@@ -155,7 +50,7 @@ def rerank_yesno(model, tokenizer, query: str, docs: list[Doc], params: dict, st
     seqs = [yesno_prompt(frame, query, t) for _, t in docs]
     scores = position_logits(
         model, seqs, [[len(s) - 1] for s in seqs], lambda lg, i: lg[0, yes] - lg[0, no], stats,
-        p["batch_size"], p["prefix_cache"], p["prefix_cache_min"], _pad_id(tokenizer),
+        p["batch_size"], p["prefix_cache"], p["prefix_cache_min"], pad_id(tokenizer),
     )
     return sort_ranked([(d, s) for (d, _), s in zip(docs, scores)])
 
@@ -191,6 +86,6 @@ def rerank_qlm(model, tokenizer, query: str, docs: list[Doc], params: dict, stat
 
     scores = position_logits(
         model, seqs, positions, mean_logprob, stats,
-        p["batch_size"], p["prefix_cache"], p["prefix_cache_min"], _pad_id(tokenizer),
+        p["batch_size"], p["prefix_cache"], p["prefix_cache_min"], pad_id(tokenizer),
     )
     return sort_ranked([(d, s) for (d, _), s in zip(docs, scores)])

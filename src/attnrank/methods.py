@@ -19,7 +19,7 @@ Kinds (layers and heads 0-based):
 - ``selective``: all heads of the layers of ``artifacts["window"]`` = (first_layer, last_layer), inclusive;
   ``calibration``: ``masked`` (default; masked calibration over the window's heads, as ielab/Selective-ICR — needs
   per-head token scores for windows not starting at layer 0), ``na``, ``none``.
-- ``headrank``: ``attnrank.headrank.aggregate(s, weights, depth=...)`` (imported lazily) with
+- ``headrank``: ``attnrank.headrank.aggregate(s, weights, depth=...)`` with
   ``artifacts["weights"]`` a ``headrank.TrainResult`` (its selected weights, depth and normalisation) or an
   [L, H] weight array.
 
@@ -41,10 +41,13 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
+from . import headrank as hr
 from .errors import InputError
-from .progress import progress
+from .heads import KIND_COLUMN, top_heads
+from .layers import select_window
 from .params import REQUIRED, KindSpec, Param, ParamError, resolve
-from .scores import QueryScores
+from .progress import progress
+from .scores import QueryScores, masked_group
 
 Aggregation = Callable[[QueryScores, dict, dict], np.ndarray]
 
@@ -192,8 +195,6 @@ def _artifact(artifacts: dict | None, key: str, params: dict, kind: str):
 
 def selected_heads(kind: str, params: dict, artifacts: dict | None, cut: int | None) -> list[tuple[int, int]]:
     """The (layer, head) pairs a head method uses: top ``k_heads`` by its ranking among layers < ``cut``."""
-    from .heads import KIND_COLUMN, top_heads
-
     heads = _artifact(artifacts, "heads", params, kind)
     k = _int({**params, "k_heads": params.get("k_heads", DEFAULT_K_HEADS[kind])}, kind, "k_heads", 1)
     by = KIND_COLUMN[kind]
@@ -242,8 +243,6 @@ def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
 
 
 def _masked_group(s: QueryScores, params: dict, kind: str, layers, heads=None) -> np.ndarray:
-    from .scores import masked_group
-
     try:
         return masked_group(s, layers, heads)
     except ValueError as e:
@@ -357,13 +356,11 @@ HEADRANK_PARAMS = {
 
 
 def _headrank_check(p: dict, name: str) -> None:
-    """HeadRank's training options are checked by ``HeadRankConfig`` itself (imported lazily: torch)."""
+    """HeadRank's training options are checked by ``HeadRankConfig`` itself."""
     given = {k: v for k, v in p.items() if k in HEADRANK_PARAMS and v is not None}
     if given:
-        from .headrank import HeadRankConfig
-
         try:
-            HeadRankConfig.from_dict(given, key=f"methods.{name}")
+            hr.HeadRankConfig.from_dict(given, key=f"methods.{name}")
         except InputError as e:
             key, _, why = str(e).partition(": ")
             raise ParamError(key, why) from None
@@ -379,8 +376,6 @@ def _headrank_describe(p: dict, artifacts: dict, cut: int | None) -> dict:
           describe=_headrank_describe)
 def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
-    from . import headrank as hr  # lazy: pulls in torch
-
     w, depth, normalise = headrank_weights(_artifact(artifacts, "weights", params, "headrank"), params)
     cut = layer_cut(params, "headrank")
     if cut is not None:
@@ -496,12 +491,8 @@ def load_artifacts(spec: dict, inputs: dict, name: str) -> dict:
     if "heads" in inputs:
         artifacts["heads"] = pl.read_parquet(inputs["heads"])
     if "profile" in inputs:
-        from .layers import select_window
-
         width = spec.get("width", PARAMS["selective"].params["width"].default)
         artifacts["window"] = select_window(pl.read_parquet(inputs["profile"]), width, key=f"methods.{name}.width")
     if "weights" in inputs:
-        from .headrank import load_weights
-
-        artifacts["weights"] = load_weights(inputs["weights"])
+        artifacts["weights"] = hr.load_weights(inputs["weights"])
     return artifacts

@@ -5,9 +5,8 @@ method's parameters with the same declarations and the same code, so a value the
 method runs with, and an error names the method's config name: ``methods.<name>.<key>: ...``.
 
 Attention kinds declare their ``Param`` s where they are registered (``attnrank.methods.register``). Text kinds
-(RankGPT, yes/no, QLM, setwise, pointwise attention) are declared here, in ``TEXT_KINDS``, because their modules import torch and the
-validator runs at planning time, which must stay light; ``generation`` / ``likelihood`` / ``setwise`` read their
-parameters through :func:`resolve` with these declarations.
+(RankGPT, yes/no, QLM, setwise, pointwise attention) are declared in ``attnrank.textkinds`` (their modules import
+torch, and the validator runs at planning time, which must stay light).
 """
 
 from __future__ import annotations
@@ -130,87 +129,3 @@ def resolve(kind: str, spec: KindSpec, params: Mapping | None, name: str | None 
     if spec.check is not None:
         spec.check(out, name)
     return out
-
-
-# ------------------------------------------------------------------------------------------------ text kinds
-_COMMON = {
-    "max_doc_tokens": Param("int", 300, lo=1, null=True, doc="per-document truncation in tokens (as the attention prompt)"),
-    "max_doc_words": Param("int", None, lo=1, null=True, doc="per-document truncation in words"),
-    "use_chat_template": Param("bool", True),
-}
-# old spellings of the truncation keys: rejected with the new name (one spelling in config keys, code and docs)
-_RENAMED = {"doc_max_tokens": "max_doc_tokens", "doc_max_words": "max_doc_words"}
-
-
-def _rankgpt_check(p: dict, name: str) -> None:
-    if p["stride"] > p["window"]:
-        raise ParamError(f"methods.{name}.stride", f"{p['stride']} is larger than window {p['window']} (documents would be skipped)")
-    _attention_check(p, name)
-
-
-def _setwise_check(p: dict, name: str) -> None:
-    if p["labels"] == "letters" and p["c"] + 1 > 26:
-        raise ParamError(f"methods.{name}.c", f"{p['c']} children need more than 26 letter labels")
-    _attention_check(p, name, "scorer")
-
-
-def _attention_check(p: dict, name: str, key: str = "scoring") -> None:
-    """Scoring by attention needs a valid nested attention method spec (``attnrank.attnscoring``)."""
-    if p[key] == "attention":
-        from .attnscoring import attention_spec
-
-        att = attention_spec(p, name)
-        from . import methods
-
-        methods.validate(att["kind"], {k: v for k, v in att.items() if k != "kind"}, f"{name}.attention")
-
-
-# a text framework scored by attention: the attention method spec and the prompt (filled from the config's `prompt`)
-_ATTENTION = {
-    "attention": Param("any", None, null=True, doc="attention method spec, e.g. {kind: icr}"),
-    "prompt": Param("any", None, null=True, doc="the attention prompt config (default: the config's prompt section)"),
-}
-
-
-_LIKELIHOOD = {
-    "batch_size": Param("int", 8, lo=1),
-    "prefix_cache": Param("bool", True),
-    "prefix_cache_min": Param("int", 8, lo=1),
-}
-
-TEXT_KINDS: dict[str, KindSpec] = {
-    "rankgpt": KindSpec({
-        **_COMMON,
-        "window": Param("int", 20, lo=1),
-        "stride": Param("int", 10, lo=1),
-        "max_new_tokens": Param("int", None, lo=1, null=True, doc="null: room for the whole permutation"),
-        "scoring": Param("choice", "generation", choices=("generation", "likelihood", "attention"), doc="how a window is ordered"),
-        "labels": Param("choice", "auto", choices=("auto", "letters", "numbers"), doc="passage labels (likelihood scoring)"),
-        **_ATTENTION,
-    }, _rankgpt_check, renamed=_RENAMED),
-    "yesno": KindSpec({**_COMMON, **_LIKELIHOOD}, None, renamed=_RENAMED),
-    "qlm": KindSpec({**_COMMON, **_LIKELIHOOD}, None, renamed=_RENAMED),
-    "setwise": KindSpec({
-        **_COMMON,
-        "scorer": Param("choice", "likelihood", choices=("likelihood", "generation", "attention")),
-        "c": Param("int", 3, lo=1),
-        "top_k": Param("int", 10, lo=1, null=True),
-        "max_new_tokens": Param("int", 8, lo=1),
-        "labels": Param("choice", "auto", choices=("auto", "letters", "numbers")),
-        **_ATTENTION,
-    }, _setwise_check, renamed=_RENAMED),
-    "pointwise": KindSpec({
-        **_COMMON,
-        "scoring": Param("choice", "attention", choices=("attention",), doc="pointwise generation / likelihood are yesno / qlm"),
-        "batch_size": Param("int", None, lo=1, null=True, doc="prompts per engine forward (null: 1 on CPU, 8 on GPU)"),
-        **_ATTENTION,
-        "attention": Param("any", {"kind": "icr"}, doc="attention method spec (default: ICR)"),
-    }, _attention_check, renamed=_RENAMED),
-}
-
-
-def resolve_text(kind: str, params: Mapping | None, name: str | None = None) -> dict:
-    """A text re-ranker's parameters, checked, with defaults (see ``TEXT_KINDS``)."""
-    if kind not in TEXT_KINDS:
-        raise ParamError(f"methods.{name or kind}.kind", f"unknown text re-ranker kind {kind!r} (known: {sorted(TEXT_KINDS)})")
-    return resolve(kind, TEXT_KINDS[kind], params, name)

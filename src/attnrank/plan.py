@@ -10,7 +10,7 @@ import functools
 import re
 from pathlib import Path
 
-from . import attnscoring, codehash, config, grid, methods, paths, protocols
+from . import codehash, config, grid, methods, paths, protocols, textkinds
 from .errors import InputError
 
 ORDERS = ("retrieval", "reversed", "shuffle")
@@ -116,7 +116,7 @@ class Plan:
         spec = self.cfg["methods"][method]
         if self.family[method] == "attention":
             return spec
-        return attnscoring.text_attention_spec(spec["kind"], spec, method)
+        return textkinds.text_attention_spec(spec["kind"], spec, method)
 
     def method_orders(self, method: str) -> list[str]:
         """Prompt orders an attention method runs in: its own ``order`` (str or list), else ``prompt.orders``, else

@@ -15,7 +15,7 @@ from .scores import QueryScores
 log = logging.getLogger(__name__)
 
 
-def _qrels_map(qrels: pl.DataFrame) -> dict[str, dict[str, int]]:
+def qrels_map(qrels: pl.DataFrame) -> dict[str, dict[str, int]]:
     for col in ("qid", "docid", "relevance"):
         if col not in qrels.columns:
             raise InputError(f"qrels: missing column '{col}' (need qid, docid, relevance)")
@@ -27,7 +27,7 @@ def _qrels_map(qrels: pl.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def _middle_mask(positions: np.ndarray, k: int) -> np.ndarray:
+def middle_mask(positions: np.ndarray, k: int) -> np.ndarray:
     """Middle third of the prompt: slots p with k//3 <= p < k - k//3."""
     lo = k // 3
     return (positions >= lo) & (positions < k - lo)
@@ -47,7 +47,7 @@ def selectivity(
     ``ranking`` gives each query's document scores aligned with ``s.docids``: a function or a qid -> array map.
     Returns counts, ``share_relevant``, ``share_irrelevant`` (None when no such document) and ``gap``.
     """
-    qmap = _qrels_map(qrels)
+    qmap = qrels_map(qrels)
     rel_mid = rel_top = irr_mid = irr_top = 0
     n_q = n_skip = 0
     for s in scores:
@@ -65,7 +65,7 @@ def selectivity(
         rank = np.empty(k, dtype=np.int64)
         rank[order] = np.arange(1, k + 1)
         top = rank <= math.ceil(k / 4)
-        mid = _middle_mask(np.asarray(s.positions), k)
+        mid = middle_mask(np.asarray(s.positions), k)
         rel = np.array([qmap[s.qid].get(d, 0) > 0 for d in s.docids])
         rel_mid += int((mid & rel).sum())
         rel_top += int((mid & rel & top).sum())

@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from .attnscoring import scorer_from_params
 from .errors import InputError
-from .generation import Doc, Frame, Ranked, Stats, greedy_generate, rank_by_order, resolve_params, sort_ranked
-from .likelihood import _pad_id, position_logits
+from .lm import Frame, greedy_generate, pad_id, position_logits
+from .texttypes import Doc, Ranked, Stats, rank_by_order, resolve_params, sort_ranked
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -122,8 +123,6 @@ def rerank_setwise(model, tokenizer, query: str, docs: list[Doc], params: dict, 
     if n <= 1:
         return sort_ranked(rank_by_order(docs, list(range(n))))
     if scorer == "attention":
-        from .attnscoring import scorer_from_params
-
         att = scorer_from_params(model, tokenizer, p, p["_name"])
 
         def by_attention(items: list[int]) -> int:
@@ -142,7 +141,7 @@ def rerank_setwise(model, tokenizer, query: str, docs: list[Doc], params: dict, 
         if scorer == "likelihood":
             cand = label_ids[: len(items)]
             (w,) = position_logits(model, [ids], [[len(ids) - 1]], lambda lg, _: _argmax_first_stage(lg[0, cand], items),
-                                   stats, 1, False, 1, _pad_id(tokenizer))
+                                   stats, 1, False, 1, pad_id(tokenizer))
             return int(w)
         answer = greedy_generate(model, tokenizer, ids, max_new, stats)
         w = parse_label(answer, labels[: len(items)])
