@@ -50,7 +50,8 @@ def worker(method: str, n_docs: int, model_dir: str, threads: int = 0) -> dict:
     import psutil
     import torch
 
-    from attnrank.engine import Scorer, _Capture, _capturing, attn_implementation
+    from attnrank.capture import Capture, attn_implementation, capturing
+    from attnrank.engine import Scorer
     from attnrank.models import load_model
     from attnrank.prompts import PromptBuilder, model_max_length
 
@@ -71,8 +72,8 @@ def worker(method: str, n_docs: int, model_dir: str, threads: int = 0) -> dict:
                 for j, (s, e) in enumerate(p.doc_spans):
                     seg[0, s:e, j] = 1
                 w = torch.full((1, t - pl), 1.0 / (t - pl))
-                cap = _Capture(w, seg, t, rows=torch.arange(pl, t))
-                with attn_implementation(model, "attnrank_capture"), _capturing(cap):
+                cap = Capture(w, seg, t, rows=torch.arange(pl, t))
+                with attn_implementation(model, "attnrank_capture"), capturing(cap):
                     base(input_ids=ids, use_cache=False)
             elif method == "eager":
                 with attn_implementation(model, "eager"):

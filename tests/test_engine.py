@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from attnrank.engine import (
-    QueryInput,
-    Scorer,
-    _Capture,
-    masked_prefix_scores,
-    reference_scores,
-)
+from attnrank.capture import Capture
+from attnrank.engine import QueryInput, Scorer, masked_prefix_scores
+from engine_oracle import reference_scores
 from attnrank.models import build_tiny_model, load_model
 
 ATOL = 1e-5
@@ -182,7 +178,7 @@ def test_capture_softcap_and_float_mask_match_manual():
     seg = torch.zeros(b, t, 2)
     seg[:, 1:3, 0] = 1
     seg[:, 4:6, 1] = 1
-    cap = _Capture(w, seg, total_len=t)
+    cap = Capture(w, seg, total_len=t)
     cap.record(0, q, k, mask, scaling=0.3, softcap=2.0)
     kk = k.repeat_interleave(h // kvh, dim=1)
     sc = torch.tanh((q @ kk.transpose(-1, -2)) * 0.3 / 2.0) * 2.0 + mask

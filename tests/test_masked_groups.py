@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from attnrank import methods
-from attnrank.engine import Scorer, attn_implementation
+from attnrank.capture import attn_implementation
+from attnrank.engine import Scorer
 from attnrank.prompts import PromptBuilder, model_max_length
 from attnrank.scores import masked_group, masked_sum
 

@@ -15,31 +15,28 @@ How it works (see docs/attention.md):
 - Batching (GPU): prompts sorted by length, right-padded; the prefix pass runs with the plain causal mask (padding
   at the right is never seen by real tokens), suffix passes get a 2-D padding mask, padded query rows weigh 0.
 
-``reference_scores`` is the slow, obvious implementation (eager attention, ``output_attentions=True``, two full
-passes) that the tests compare against.
+The attention capture (the custom attention function, depth truncation) is in ``attnrank.capture``; the slow,
+obvious implementation the tests compare against (eager attention, ``output_attentions=True``, two full passes)
+is ``tests/engine_oracle.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .capture import ATTN_NAME, Capture, attn_implementation, base_model, capturing, truncated_layers
 from .progress import Progress
 from .prompts import Prompt, PromptBuilder, PromptConfig, model_max_length
 from .scores import QueryScores, masked_sum
 
 log = logging.getLogger(__name__)
 
-ATTN_NAME = "attnrank_capture"
 
 
 @dataclass
@@ -50,143 +47,6 @@ class QueryInput:
     query: str
     docids: list[str]
     texts: list[str]
-
-
-# ---------------------------------------------------------------------------------------------------- capture
-class _Capture:
-    """State of one capturing forward: which rows to score, how to weigh them, where the documents are."""
-
-    def __init__(self, row_weight: torch.Tensor, seg: torch.Tensor, total_len: int, rows: torch.Tensor | None = None):
-        self.row_weight = row_weight  # [B, R] fp32, 1/S_b on valid query rows, 0 on padding
-        self.rows = rows  # None: all query rows of the call; else indices of the rows to score
-        self.seg = seg  # [B, P, K] fp32 one-hot: prefix token -> candidate
-        self.prefix_len = seg.shape[1]
-        self.total_len = total_len  # absolute length of the sequence (cache + this call)
-        self.doc: dict[int, torch.Tensor] = {}  # layer -> [B, H, K]
-        self.tok: dict[int, torch.Tensor] = {}  # layer -> [B, H, P] per-head prefix token scores
-
-    def record(self, layer: int, query, key, mask, scaling: float, softcap: float | None) -> None:
-        b, h, q_len, d = query.shape
-        kvh, t = key.shape[1], key.shape[2]
-        g = h // kvh
-        q_abs = torch.arange(q_len, device=query.device) + (self.total_len - q_len)  # absolute query positions
-        if self.rows is not None:
-            query = query[:, :, self.rows]
-            q_abs = q_abs[self.rows]
-            if mask is not None and mask.shape[2] != 1:
-                mask = mask[:, :, self.rows]
-        r = query.shape[2]
-        qf = query.float().reshape(b, kvh, g * r, d)
-        s = torch.matmul(qf, key.float().transpose(-1, -2)).view(b, h, r, t) * scaling
-        if softcap is not None:
-            s = torch.tanh(s / softcap) * softcap
-        k_abs = torch.arange(t, device=query.device) + (self.total_len - t)  # sliding caches hold only the tail
-        if mask is None:
-            s = s.masked_fill(k_abs[None, :] > q_abs[:, None], float("-inf"))
-        elif mask.dtype == torch.bool:
-            s = s.masked_fill(~mask[..., :t], float("-inf"))
-        else:
-            s = s + mask[..., :t].float()
-        p = torch.softmax(s, dim=-1)
-        w = self.row_weight
-        p = torch.where((w > 0)[:, None, :, None], p, 0.0)
-        a = torch.einsum("bhrt,br->bht", p, w)  # [B, H, T] mean over query rows
-        start, pl = self.total_len - t, self.prefix_len
-        if start == 0:
-            ap = a[..., :pl]
-        else:
-            ap = a.new_zeros(b, h, pl)
-            if start < pl:
-                ap[..., start:] = a[..., : pl - start]
-        self.doc[layer] = torch.bmm(ap, self.seg)
-        self.tok[layer] = ap
-
-
-_ACTIVE: _Capture | None = None
-
-
-def _eager_softcap_forward(module, query, key, value, attention_mask, scaling, softcap, dropout=0.0):
-    g = query.shape[1] // key.shape[1]
-    k, v = repeat_kv(key, g), repeat_kv(value, g)
-    s = torch.matmul(query, k.transpose(2, 3)) * scaling
-    s = torch.tanh(s / softcap) * softcap
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            s = s.masked_fill(~attention_mask[..., : k.shape[-2]], torch.finfo(s.dtype).min)
-        else:
-            s = s + attention_mask[..., : k.shape[-2]]
-    elif query.shape[2] > 1:
-        t, q = k.shape[-2], query.shape[2]
-        causal = torch.arange(t, device=s.device)[None, :] > (torch.arange(q, device=s.device)[:, None] + t - q)
-        s = s.masked_fill(causal, torch.finfo(s.dtype).min)
-    p = torch.softmax(s, dim=-1, dtype=torch.float32).to(query.dtype)
-    return torch.matmul(p, v).transpose(1, 2).contiguous()
-
-
-def capture_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """SDPA forward; when a capture is active, also records the query-span attention of this layer."""
-    softcap = kwargs.get("softcap")
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    if softcap is not None:
-        out = _eager_softcap_forward(module, query, key, value, attention_mask, scaling, softcap, dropout)
-    else:
-        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    if _ACTIVE is not None:
-        _ACTIVE.record(module.layer_idx, query, key, attention_mask, scaling, softcap)
-    return out, None
-
-
-AttentionInterface.register(ATTN_NAME, capture_attention_forward)
-AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
-
-
-@contextlib.contextmanager
-def _capturing(cap: _Capture):
-    global _ACTIVE
-    _ACTIVE = cap
-    try:
-        yield cap
-    finally:
-        _ACTIVE = None
-
-
-@contextlib.contextmanager
-def attn_implementation(model, name: str):
-    """Temporarily switch ``model`` to attention implementation ``name``."""
-    old = model.config._attn_implementation
-    model.set_attn_implementation(name)
-    try:
-        yield model
-    finally:
-        model.set_attn_implementation(old)
-
-
-@contextlib.contextmanager
-def truncated_layers(model, layers: int | None):
-    """Run only the first ``layers`` decoder layers (``None``: all) for the duration of the block."""
-    cfg = model.config
-    n = cfg.num_hidden_layers
-    if layers is None or layers >= n:
-        yield n
-        return
-    if layers < 1:
-        raise ValueError(f"layers must be >= 1, got {layers}")
-    old_types = getattr(cfg, "layer_types", None)
-    cfg.num_hidden_layers = layers
-    if old_types is not None:
-        cfg.layer_types = list(old_types[:layers])
-    try:
-        yield layers
-    finally:
-        cfg.num_hidden_layers = n
-        if old_types is not None:
-            cfg.layer_types = old_types
-
-
-def base_model(model):
-    """The decoder without the LM head (``model.model`` for ``*ForCausalLM``)."""
-    return getattr(model, getattr(model, "base_model_prefix", "model"), model)
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
@@ -327,7 +187,7 @@ class Scorer:
             out[b, : len(s)] = torch.tensor(s, dtype=torch.long)
         return out.to(self.device)
 
-    def _collect(self, cap: _Capture, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _collect(self, cap: Capture, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
         doc = torch.stack([cap.doc[l] for l in range(n_layers)], dim=1).cpu()  # [B, L, H, K]
         tok = torch.stack([cap.tok[l] for l in range(n_layers)], dim=1).cpu()  # [B, L, H, P]
         return doc, tok
@@ -364,9 +224,9 @@ class Scorer:
                     mask[i, :pl] = 1
                     mask[i, pm : pm + len(s)] = 1
                     pos[i] = pl + torch.arange(sm)
-                cap = _Capture(w.to(self.device), torch.cat([seg, seg]), pm + sm)
+                cap = Capture(w.to(self.device), torch.cat([seg, seg]), pm + sm)
                 am = None if bool(mask.all()) else mask.to(self.device)
-                with _capturing(cap):
+                with capturing(cap):
                     self.base(input_ids=self._ids(sufs, sm), attention_mask=am, position_ids=pos.to(self.device),
                               past_key_values=cache, use_cache=True)
                 doc, tok = self._collect(cap, n_layers)
@@ -381,8 +241,8 @@ class Scorer:
                     w = torch.zeros(b, tm - lo, dtype=torch.float32)
                     for i, (pl, s) in enumerate(zip(p_lens, seqs)):
                         w[i, pl - lo : len(s) - lo] = 1.0 / (len(s) - pl)
-                    cap = _Capture(w.to(self.device), seg, tm, rows=rows.to(self.device))
-                    with _capturing(cap):
+                    cap = Capture(w.to(self.device), seg, tm, rows=rows.to(self.device))
+                    with capturing(cap):
                         self.base(input_ids=self._ids(seqs, tm), use_cache=False)
                     outs[which] = self._collect(cap, n_layers)
         res = []
@@ -406,58 +266,6 @@ def score_queries(
     """Convenience wrapper: ``Scorer(...).score(items)``."""
     return Scorer(model, tokenizer, prompt_cfg, layers=layers, batch_size=batch_size,
                   token_scores=token_scores).score(items, progress=progress)
-
-
-# ---------------------------------------------------------------------------------------------------- reference
-@torch.inference_mode()
-def reference_scores(
-    model, tokenizer, item: QueryInput, prompt_cfg: PromptConfig | dict | None = None, layers: int | None = None
-) -> QueryScores:
-    """Slow reference: eager attention, ``output_attentions=True``, two full passes, direct loops. Tests only."""
-    builder = PromptBuilder(tokenizer, prompt_cfg, model_max_length(model))
-    p = builder.build(item.query, list(item.texts), item.qid)
-    device = next(model.parameters()).device
-    n = model.config.num_hidden_layers if layers is None else min(layers, model.config.num_hidden_layers)
-    pl = len(p.prefix_ids)
-    tokens = {}
-    with attn_implementation(model, "eager"):
-        for which in ("query", "na"):
-            ids = torch.tensor([p.full_ids(calibration=(which == "na"))], device=device)
-            out = model(input_ids=ids, output_attentions=True, use_cache=False)
-            # [L, H, T]: attention of the query-span rows, averaged over those rows, fp32
-            tokens[which] = torch.stack([a[0, :, pl:, :].float().mean(1) for a in out.attentions[:n]]).cpu()
-    k = len(p.doc_spans)
-    h = tokens["query"].shape[1]
-    raw = np.zeros((n, h, k), np.float32)
-    na = np.zeros((n, h, k), np.float32)
-    mp = np.zeros((n, k), np.float32)
-    mh = np.zeros((n, h, k), np.float32)
-    ml = np.zeros((n, k), np.float32)
-
-    def masked(c: torch.Tensor) -> float:
-        keep = c > c.mean() - 2 * torch.std(c) if c.numel() >= 2 else torch.ones_like(c, dtype=torch.bool)
-        return float((c * keep).sum())
-
-    cal_tok = tokens["query"][..., :pl].double() - tokens["na"][..., :pl].double()
-    for j, (s, e) in enumerate(p.doc_spans):
-        for l in range(n):
-            ml[l, j] = masked(cal_tok[l, :, s:e].sum(0)) if e > s else 0.0
-            for hh in range(h):
-                mh[l, hh, j] = masked(cal_tok[l, hh, s:e]) if e > s else 0.0
-        raw[:, :, j] = tokens["query"][:, :, s:e].sum(-1).numpy()
-        na[:, :, j] = tokens["na"][:, :, s:e].sum(-1).numpy()
-        for l in range(n):
-            q = tokens["query"][: l + 1, :, s:e].sum((0, 1))
-            c = q - tokens["na"][: l + 1, :, s:e].sum((0, 1))
-            if e - s >= 2:
-                keep = c > c.mean() - 2 * torch.std(c)
-            else:
-                keep = torch.ones_like(c, dtype=torch.bool)
-            mp[l, j] = float((c * keep).sum())
-    idx = [t for s, e in p.doc_spans for t in range(s, e)]
-    return QueryScores(item.qid, list(item.docids), raw, na, mp, np.asarray(p.positions, np.int32),
-                       np.asarray(p.n_tokens, np.int32), masked_head=mh, masked_layer=ml,
-                       tokens=cal_tok[:, :, idx].float().numpy())
 
 
 def iter_candidates(candidates) -> Iterable[QueryInput]:

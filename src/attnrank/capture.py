@@ -1,0 +1,156 @@
+"""Capturing attention inside transformers' own forward (see docs/attention.md).
+
+A custom attention function, registered under ``ATTN_NAME`` in transformers' ``AttentionInterface`` (and the same
+name in ``AttentionMaskInterface``, so the model still builds its causal / sliding-window / padding masks), runs
+the normal SDPA forward. While a :class:`Capture` is active (:func:`capturing`) it also recomputes
+softmax(q Kᵀ·scaling + mask) in fp32 for the chosen query rows only and averages them over those rows: [B, H, T]
+per layer, never the T×T matrix. GQA: head h reads kv head h // G. ``softcap`` is honoured. A ``None`` mask means
+plain causal. :func:`truncated_layers` runs only the first layers of a decoder (kept layers bit-identical).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTN_NAME = "attnrank_capture"
+
+
+class Capture:
+    """State of one capturing forward: which rows to score, how to weigh them, where the documents are."""
+
+    def __init__(self, row_weight: torch.Tensor, seg: torch.Tensor, total_len: int, rows: torch.Tensor | None = None):
+        self.row_weight = row_weight  # [B, R] fp32, 1/S_b on valid query rows, 0 on padding
+        self.rows = rows  # None: all query rows of the call; else indices of the rows to score
+        self.seg = seg  # [B, P, K] fp32 one-hot: prefix token -> candidate
+        self.prefix_len = seg.shape[1]
+        self.total_len = total_len  # absolute length of the sequence (cache + this call)
+        self.doc: dict[int, torch.Tensor] = {}  # layer -> [B, H, K]
+        self.tok: dict[int, torch.Tensor] = {}  # layer -> [B, H, P] per-head prefix token scores
+
+    def record(self, layer: int, query, key, mask, scaling: float, softcap: float | None) -> None:
+        b, h, q_len, d = query.shape
+        kvh, t = key.shape[1], key.shape[2]
+        g = h // kvh
+        q_abs = torch.arange(q_len, device=query.device) + (self.total_len - q_len)  # absolute query positions
+        if self.rows is not None:
+            query = query[:, :, self.rows]
+            q_abs = q_abs[self.rows]
+            if mask is not None and mask.shape[2] != 1:
+                mask = mask[:, :, self.rows]
+        r = query.shape[2]
+        qf = query.float().reshape(b, kvh, g * r, d)
+        s = torch.matmul(qf, key.float().transpose(-1, -2)).view(b, h, r, t) * scaling
+        if softcap is not None:
+            s = torch.tanh(s / softcap) * softcap
+        k_abs = torch.arange(t, device=query.device) + (self.total_len - t)  # sliding caches hold only the tail
+        if mask is None:
+            s = s.masked_fill(k_abs[None, :] > q_abs[:, None], float("-inf"))
+        elif mask.dtype == torch.bool:
+            s = s.masked_fill(~mask[..., :t], float("-inf"))
+        else:
+            s = s + mask[..., :t].float()
+        p = torch.softmax(s, dim=-1)
+        w = self.row_weight
+        p = torch.where((w > 0)[:, None, :, None], p, 0.0)
+        a = torch.einsum("bhrt,br->bht", p, w)  # [B, H, T] mean over query rows
+        start, pl = self.total_len - t, self.prefix_len
+        if start == 0:
+            ap = a[..., :pl]
+        else:
+            ap = a.new_zeros(b, h, pl)
+            if start < pl:
+                ap[..., start:] = a[..., : pl - start]
+        self.doc[layer] = torch.bmm(ap, self.seg)
+        self.tok[layer] = ap
+
+
+_ACTIVE: Capture | None = None
+
+
+def _eager_softcap_forward(module, query, key, value, attention_mask, scaling, softcap, dropout=0.0):
+    g = query.shape[1] // key.shape[1]
+    k, v = repeat_kv(key, g), repeat_kv(value, g)
+    s = torch.matmul(query, k.transpose(2, 3)) * scaling
+    s = torch.tanh(s / softcap) * softcap
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            s = s.masked_fill(~attention_mask[..., : k.shape[-2]], torch.finfo(s.dtype).min)
+        else:
+            s = s + attention_mask[..., : k.shape[-2]]
+    elif query.shape[2] > 1:
+        t, q = k.shape[-2], query.shape[2]
+        causal = torch.arange(t, device=s.device)[None, :] > (torch.arange(q, device=s.device)[:, None] + t - q)
+        s = s.masked_fill(causal, torch.finfo(s.dtype).min)
+    p = torch.softmax(s, dim=-1, dtype=torch.float32).to(query.dtype)
+    return torch.matmul(p, v).transpose(1, 2).contiguous()
+
+
+def capture_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """SDPA forward; when a capture is active, also records the query-span attention of this layer."""
+    softcap = kwargs.get("softcap")
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    if softcap is not None:
+        out = _eager_softcap_forward(module, query, key, value, attention_mask, scaling, softcap, dropout)
+    else:
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if _ACTIVE is not None:
+        _ACTIVE.record(module.layer_idx, query, key, attention_mask, scaling, softcap)
+    return out, None
+
+
+AttentionInterface.register(ATTN_NAME, capture_attention_forward)
+AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+
+
+@contextlib.contextmanager
+def capturing(cap: Capture):
+    global _ACTIVE
+    _ACTIVE = cap
+    try:
+        yield cap
+    finally:
+        _ACTIVE = None
+
+
+@contextlib.contextmanager
+def attn_implementation(model, name: str):
+    """Temporarily switch ``model`` to attention implementation ``name``."""
+    old = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(old)
+
+
+@contextlib.contextmanager
+def truncated_layers(model, layers: int | None):
+    """Run only the first ``layers`` decoder layers (``None``: all) for the duration of the block."""
+    cfg = model.config
+    n = cfg.num_hidden_layers
+    if layers is None or layers >= n:
+        yield n
+        return
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
+    old_types = getattr(cfg, "layer_types", None)
+    cfg.num_hidden_layers = layers
+    if old_types is not None:
+        cfg.layer_types = list(old_types[:layers])
+    try:
+        yield layers
+    finally:
+        cfg.num_hidden_layers = n
+        if old_types is not None:
+            cfg.layer_types = old_types
+
+
+def base_model(model):
+    """The decoder without the LM head (``model.model`` for ``*ForCausalLM``)."""
+    return getattr(model, getattr(model, "base_model_prefix", "model"), model)
