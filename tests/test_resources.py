@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnrank import resources
+from attnrank import resources, slurm
 from attnrank.errors import InputError
-from attnrank.resources import Job, Limits, SlurmError
+from attnrank.resources import Limits
+from attnrank.slurm import Job, SlurmError
 
 GB = 1024
 
@@ -113,7 +114,7 @@ def test_cpu_only_switch_reads_config_and_command_line_values():
 
 
 def test_gres_strings_count_gpus():
-    assert [resources.gres_gpus(g) for g in ("(null)", "gpu:4", "gpu:a100:4(S:0-1)", "gpu:a100:2,gpu:v100:1", "shard:8")] == [0, 4, 4, 3, 0]
+    assert [slurm.gres_gpus(g) for g in ("(null)", "gpu:4", "gpu:a100:4(S:0-1)", "gpu:a100:2,gpu:v100:1", "shard:8")] == [0, 4, 4, 3, 0]
 
 
 # ---------------------------------------------------------------------------------------------------- preflight
@@ -176,7 +177,7 @@ SMALL = Job("retrieve", mem_mb=2000, threads=1, runtime=240)
 
 
 def test_preflight_passes_and_returns_the_largest_node(fake_slurm):
-    assert resources.preflight(_jobs(SMALL)) == Limits(mem_mb=20000, threads=2)
+    assert slurm.preflight(_jobs(SMALL)) == Limits(mem_mb=20000, threads=2)
     assert resources.limits() == Limits(mem_mb=20000, threads=2)  # requests are capped from now on
     (call,) = fake_slurm.calls("sbatch")
     assert "--test-only" in call and "--mem=2000" in call and "--cpus-per-task=1" in call and "--time=240" in call
@@ -184,7 +185,7 @@ def test_preflight_passes_and_returns_the_largest_node(fake_slurm):
 
 def test_preflight_sizes_jobs_under_the_limits_it_found(fake_slurm):
     seen = []
-    resources.preflight(lambda limits: seen.append(limits) or [SMALL])
+    slurm.preflight(lambda limits: seen.append(limits) or [SMALL])
     assert seen == [Limits(mem_mb=20000, threads=2)]
 
 
@@ -192,19 +193,19 @@ def test_missing_slurm_commands_are_one_message(fake_slurm):
     fake_slurm.remove("sinfo")
     fake_slurm.remove("sbatch")
     with pytest.raises(SlurmError, match=r"command\(s\) sbatch, sinfo not found on PATH: run snakemake --profile slurm on a login node"):
-        resources.preflight(_jobs(SMALL))
+        slurm.preflight(_jobs(SMALL))
 
 
 def test_sinfo_failing_names_the_controller(fake_slurm):
     fake_slurm.set("sinfo", err="slurm_load_partitions: Unable to contact slurm controller (connect failure)", rc=1)
     with pytest.raises(SlurmError, match=r"`sinfo` failed \(slurm_load_partitions: Unable to contact slurm controller"):
-        resources.preflight(_jobs(SMALL))
+        slurm.preflight(_jobs(SMALL))
 
 
 def test_a_job_bigger_than_every_node_is_named_with_what_the_cluster_offers(fake_slurm):
     big = Job("attention_scores", mem_mb=48000, threads=2, label=" (model=llama)")
     with pytest.raises(SlurmError) as e:
-        resources.preflight(_jobs(SMALL, big))
+        slurm.preflight(_jobs(SMALL, big))
     msg = str(e.value)
     assert "attention_scores (model=llama) asks for 2 CPUs, 48000 MB; the largest node of partition 'cpu' has 2 CPUs, 20000 MB" in msg
     assert "too little memory: lower models.<m>.mem_mb" in msg and "nothing was submitted" in msg
@@ -213,13 +214,13 @@ def test_a_job_bigger_than_every_node_is_named_with_what_the_cluster_offers(fake
 
 def test_too_many_cpus_is_reported(fake_slurm):
     with pytest.raises(SlurmError, match=r"bm25_index asks for 4 CPUs, 2000 MB; the largest node"):
-        resources.preflight(_jobs(Job("bm25_index", mem_mb=2000, threads=4)))
+        slurm.preflight(_jobs(Job("bm25_index", mem_mb=2000, threads=4)))
 
 
 def test_gpu_jobs_on_a_cluster_without_gpus_point_to_cpu_only_mode(fake_slurm):
     jobs = [Job(rule, mem_mb=4000, threads=2, gpus=1) for rule in ("attention_scores", "rerank_text")]
     with pytest.raises(SlurmError) as e:
-        resources.preflight(_jobs(*jobs))
+        slurm.preflight(_jobs(*jobs))
     lines = str(e.value).splitlines()
     assert "  attention_scores asks for 2 CPUs, 4000 MB, 1 GPU; the largest node of partition 'cpu' has 2 CPUs, 20000 MB, 0 GPUs (node c1)" in lines
     assert [line for line in lines if "--config cpu_only=true" in line] == [
@@ -231,62 +232,62 @@ def test_gpu_jobs_on_a_cluster_without_gpus_point_to_cpu_only_mode(fake_slurm):
 def test_gpu_jobs_fit_the_gpu_partition(fake_slurm):
     fake_slurm.set("sinfo", GPU_NODES)
     job = Job("attention_scores", mem_mb=48000, threads=2, gpus=1, partition="gpu")
-    assert resources.preflight(_jobs(job), partitions={"gpu"}) == Limits(mem_mb=128000, threads=16)
+    assert slurm.preflight(_jobs(job), partitions={"gpu"}) == Limits(mem_mb=128000, threads=16)
     (call,) = fake_slurm.calls("sbatch")
     assert "--gpus=1" in call and "--partition=gpu" in call
 
 
 def test_an_unknown_partition_lists_the_known_ones(fake_slurm):
     with pytest.raises(SlurmError, match=r"partition 'gpu' does not exist \(sinfo lists: cpu\)"):
-        resources.preflight(_jobs(Job("attention_scores", mem_mb=4000, threads=2, partition="gpu")), partitions={"gpu"})
+        slurm.preflight(_jobs(Job("attention_scores", mem_mb=4000, threads=2, partition="gpu")), partitions={"gpu"})
 
 
 def test_the_schedulers_own_rejection_is_quoted(fake_slurm):
     fake_slurm.set("sbatch", err="sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified", rc=1)
     with pytest.raises(SlurmError, match=r"retrieve \(1 CPUs, 2000 MB\): sbatch --test-only says: sbatch: error: Batch job submission failed: Invalid account"):
-        resources.preflight(_jobs(SMALL), account="nope")
+        slurm.preflight(_jobs(SMALL), account="nope")
     assert "--account=nope" in fake_slurm.calls("sbatch")[0]
 
 
 def test_only_each_rules_largest_job_is_test_submitted(fake_slurm):
     jobs = [Job("rerank", mem_mb=m, threads=1) for m in (1000, 3000, 2000)] + [SMALL]
-    resources.preflight(_jobs(*jobs))
+    slurm.preflight(_jobs(*jobs))
     calls = fake_slurm.calls("sbatch")
     assert len(calls) == 2 and any("--mem=3000" in c for c in calls)
 
 
 def test_sacct_status_without_accounting_would_hang_and_is_refused(fake_slurm):
     with pytest.raises(SlurmError, match=r"slurm-status-command is 'sacct' but the cluster has no accounting storage.*squeue"):
-        resources.preflight(_jobs(SMALL), status_command="sacct")
+        slurm.preflight(_jobs(SMALL), status_command="sacct")
 
 
 def test_a_short_min_job_age_would_switch_the_plugin_to_sacct(fake_slurm):
     fake_slurm.set("scontrol", "AccountingStorageType = accounting_storage/none\nMinJobAge = 60 sec")
     with pytest.raises(SlurmError, match=r"MinJobAge=60s is below 3 x slurm-init-seconds-before-status-checks \(40s\).*at most 20"):
-        resources.preflight(_jobs(SMALL), status_command="squeue", init_seconds=40)
-    resources.preflight(_jobs(SMALL), status_command="squeue", init_seconds=20)
+        slurm.preflight(_jobs(SMALL), status_command="squeue", init_seconds=40)
+    slurm.preflight(_jobs(SMALL), status_command="squeue", init_seconds=20)
 
 
 def test_with_accounting_sacct_polling_is_fine_and_the_account_is_checked(fake_slurm):
     fake_slurm.set("scontrol", "AccountingStorageType = accounting_storage/slurmdbd\nMinJobAge = 300 sec")
     fake_slurm.set("sacctmgr", "proj_a\nproj_b")
-    resources.preflight(_jobs(SMALL), account="proj_b", status_command="sacct")
+    slurm.preflight(_jobs(SMALL), account="proj_b", status_command="sacct")
     with pytest.raises(SlurmError, match=r"account: 'proj_c' \(slurm_account\) is not one of yours: proj_a, proj_b"):
-        resources.preflight(_jobs(SMALL), account="proj_c", status_command="sacct")
+        slurm.preflight(_jobs(SMALL), account="proj_c", status_command="sacct")
 
 
 def test_no_account_and_no_default_account_is_reported(fake_slurm):
     fake_slurm.set("scontrol", "AccountingStorageType = accounting_storage/slurmdbd\nMinJobAge = 300 sec")
     fake_slurm.set("sacctmgr", "")
     with pytest.raises(SlurmError, match=r"account: none set and user '.+' has no default account: set slurm_account"):
-        resources.preflight(_jobs(SMALL))
-    resources.preflight(_jobs(SMALL), no_account=True)
+        slurm.preflight(_jobs(SMALL))
+    slurm.preflight(_jobs(SMALL), no_account=True)
 
 
 def test_every_problem_is_one_line_of_one_message(fake_slurm):
     jobs = [Job("a", mem_mb=99999, threads=1), Job("b", mem_mb=1000, threads=9), Job("c", 1000, 1, partition="x")]
     with pytest.raises(SlurmError) as e:
-        resources.preflight(_jobs(*jobs), status_command="sacct", partitions={"x"})
+        slurm.preflight(_jobs(*jobs), status_command="sacct", partitions={"x"})
     first, *body, last = str(e.value).splitlines()
     assert first == "SLURM preflight failed (nothing was submitted):" and "docs/cluster.md" in last
     starts = sorted(line.strip().split(" ")[0] for line in body)
@@ -296,7 +297,7 @@ def test_every_problem_is_one_line_of_one_message(fake_slurm):
 def test_partition_file_limits_cap_below_the_nodes(fake_slurm):
     fake_slurm.set("sinfo", GPU_NODES)
     pfile = {"partitions": {"cpu": {"max_mem_mb": 16000, "max_threads": 2}, "gpu": {"max_mem_mb": 64000, "max_threads": 8, "max_gpu": 4}}}
-    assert resources.preflight(_jobs(SMALL), partition_file=pfile) == Limits(mem_mb=64000, threads=8)
+    assert slurm.preflight(_jobs(SMALL), partition_file=pfile) == Limits(mem_mb=64000, threads=8)
     assert fake_slurm.calls("sbatch") == []  # the plugin picks partitions per job: no --test-only on the default
 
 
@@ -304,8 +305,8 @@ def test_snakemake_preflight_does_nothing_for_other_executors():
     class Workflow:
         executor_plugin = type("P", (), {"name": "local"})()
 
-    assert resources.snakemake_preflight(Workflow()) is None
-    assert resources.snakemake_preflight(object()) is None
+    assert slurm.snakemake_preflight(Workflow()) is None
+    assert slurm.snakemake_preflight(object()) is None
 
 
 def test_workflow_rules_use_the_one_model_resources_helper():

@@ -2,6 +2,7 @@
 # attnrank.resources: job sizes) into the rules. The config is validated once here, before any job.
 import attnrank.plan
 import attnrank.resources
+import attnrank.slurm
 import attnrank.wiring
 from attnrank import paths
 
@@ -69,4 +70,4 @@ onstart:
     # record which lock files this run owns, so a later run can release them after a kill (attnrank.wiring)
     attnrank.wiring.record_lock_owner(getattr(workflow.persistence, "_lockfile", None))
     # --profile slurm: check the cluster before anything is submitted, and cap requests at its largest node
-    attnrank.resources.snakemake_preflight(workflow)
+    attnrank.slurm.snakemake_preflight(workflow)
