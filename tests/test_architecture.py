@@ -106,7 +106,7 @@ def test_reading_caches_and_ranking_by_attention_methods_imports_no_torch(tmp_pa
     repo = Path(__file__).resolve().parents[1]
     code = textwrap.dedent(f"""
         import json, sys
-        from attnrank import config, methods, plan, scorecache
+        from attnrank import artifacts, config, methods, plan, scorecache
         cfg = config.read_yaml({str(repo / "config" / "demo.yaml")!r})
         plan.Plan(config.validate(cfg, check_files=False), validated=True).all_outputs()
         scores = scorecache.load_scores({str(cache)!r})
@@ -115,7 +115,7 @@ def test_reading_caches_and_ranking_by_attention_methods_imports_no_torch(tmp_pa
             needs = methods.needs(spec["kind"])
             inputs = {{k: v for k, v in json.loads({json.dumps(json.dumps(files))}).items()
                        if {{"heads": "heads", "profile": "window", "weights": "weights"}}[k] in needs}}
-            art = methods.load_artifacts(spec, inputs, name)
+            art = artifacts.load_artifacts(spec, inputs, name)
             run = methods.rank(scores, spec["kind"], spec, art, name=name, n_layers=3)
             out[name] = [run.height, methods.describe(spec["kind"], spec, art, name=name, n_layers=3)["layers_needed"]]
         heavy = sorted(m for m in ("torch", "transformers", "accelerate") if m in sys.modules)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from . import candidates, io, methods, position, scorecache, selectivity
+from . import artifacts as artifact_files, candidates, io, methods, position, scorecache, selectivity
 
 
 def rerank(name: str, spec: dict, inputs: dict, outputs: dict, retriever: str, grid: dict | None = None) -> dict:
@@ -19,7 +19,7 @@ def rerank(name: str, spec: dict, inputs: dict, outputs: dict, retriever: str, g
     cache = Path(inputs["scores"]).parent
     manifest = scorecache.read_manifest(cache)
     n_layers = manifest["n_layers_model"]
-    artifacts = methods.load_artifacts(spec, inputs, name)
+    artifacts = artifact_files.load_artifacts(spec, inputs, name)
     scores = scorecache.load_scores(cache)
     run = methods.rank(scores, kind, spec, artifacts, name=name, n_layers=n_layers)
     used = {"method": name, "spec": spec, "score_cache": str(cache), "cache_layers": manifest["n_layers"],

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import methods
+from . import artifacts, methods
 from .engine import QueryInput, Scorer
 from .errors import InputError
 from .textkinds import attention_spec, text_attention_spec
@@ -39,14 +39,14 @@ from .texttypes import Doc, resolve_params, sort_ranked
 def text_params(name: str, spec: dict, prompt: dict, inputs: dict | None = None) -> dict:
     """Re-ranker params of a text method config entry (``methods.<name>``): the entry without ``kind``; the prompt's
     ``max_doc_tokens`` unless the entry sets its own; for attention scoring also the prompt config and the loaded
-    artifacts (``inputs``: heads / profile / weights files, as ``methods.load_artifacts`` takes them)."""
+    artifacts (``inputs``: heads / profile / weights files, as ``artifacts.load_artifacts`` takes them)."""
     params = {k: v for k, v in spec.items() if k != "kind"}
     if "max_doc_tokens" not in params:
         params["max_doc_tokens"] = prompt.get("max_doc_tokens")
     att = text_attention_spec(spec["kind"], spec, name)
     if att is not None:
         params.setdefault("prompt", dict(prompt))
-        params["_artifacts"] = methods.load_artifacts(att, dict(inputs or {}), name)
+        params["_artifacts"] = artifacts.load_artifacts(att, dict(inputs or {}), name)
     return params
 
 
@@ -56,7 +56,7 @@ class AttentionScorer:
     Args:
         spec: attention method spec ``{kind: ..., params}``.
         prompt: prompt config (``PromptConfig`` keys); ``max_doc_tokens`` / ``max_doc_words`` override it.
-        artifacts: what the method aggregates with (``methods.load_artifacts``): heads, window, weights.
+        artifacts: what the method aggregates with (``artifacts.load_artifacts``): heads, window, weights.
         name: for error messages (``methods.<name>...``).
         batch_size: prompts per engine forward (engine default: 1 on CPU, 8 on GPU).
     """

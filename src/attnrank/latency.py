@@ -311,7 +311,7 @@ def benchmark_model(model_dir: str, candidates_path: str, method_specs: dict, fa
     methods with real truncation; text methods as configured), one summary row per method in ``out_csv``."""
     import logging
 
-    from . import attnscoring, methods, models
+    from . import artifacts as artifact_files, attnscoring, models
 
     cands = pl.read_parquet(candidates_path)
     model, tokenizer = models.load_model(model_dir)
@@ -322,7 +322,7 @@ def benchmark_model(model_dir: str, candidates_path: str, method_specs: dict, fa
         logging.getLogger("attnrank").info("timing %s", name)
         files = method_inputs(inputs, name)
         if family[name] == "attention":
-            artifacts = methods.load_artifacts(spec, files, name)
+            artifacts = artifact_files.load_artifacts(spec, files, name)
             rows = benchmark_attention(spec["kind"], spec, artifacts, model, tokenizer, cands, dict(prompt_cfg), name=name, **opts)
         else:
             params = attnscoring.text_params(name, spec, dict(prompt_cfg), files)

@@ -42,10 +42,9 @@ import numpy as np
 import polars as pl
 
 from . import headrank as hr
+from .artifacts import DEFAULT_K_HEADS, DEFAULT_WIDTH, artifact as _artifact, headrank_weights, selected_heads, window_of
 from .errors import InputError
-from .heads import KIND_COLUMN, top_heads
-from .layers import select_window
-from .params import REQUIRED, KindSpec, Param, ParamError, resolve
+from .params import KindSpec, Param, ParamError, int_param, param_error, resolve
 from .progress import progress
 from .scores import QueryScores, masked_group
 
@@ -73,7 +72,6 @@ RENAMED = {
     "qr": "kind 'qr' was renamed: use 'qr-mass' (heads ranked by attention mass on the gold document, the QR "
           "baseline of the CoRe paper) or 'qrhead' (QRHead: heads ranked by their own nDCG@10)",
 }
-DEFAULT_K_HEADS = {"qrhead": 16, "qr-mass": 16, "core": 8}
 
 
 def _generic_check(p: dict, name: str) -> None:
@@ -116,12 +114,7 @@ def needs(kind: str) -> set[str]:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _name(params: dict, kind: str) -> str:
-    return str(params.get("_name") or params.get("name") or kind)
-
-
-def _err(params: dict, kind: str, key: str, msg: str) -> InputError:
-    return ParamError(f"methods.{_name(params, kind)}.{key}", msg)
+_err = param_error
 
 
 def _check_kind(kind: str, name: str) -> None:
@@ -131,11 +124,7 @@ def _check_kind(kind: str, name: str) -> None:
         raise InputError(f"methods.{name}.kind: unknown method kind {kind!r} (known: {sorted(METHODS)})")
 
 
-def _int(params: dict, kind: str, key: str, lo: int) -> int:
-    v = params[key]
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise _err(params, kind, key, f"must be an integer >= {lo} (got {v!r})")
-    return int(v)
+_int = int_param
 
 
 def layer_cut(params: dict, kind: str, n_layers: int | None = None) -> int | None:
@@ -185,46 +174,6 @@ def _calibration(params: dict, kind: str) -> str:
 
 def _sum(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64).sum(axis=tuple(range(arr.ndim - 1)))
-
-
-def _artifact(artifacts: dict | None, key: str, params: dict, kind: str):
-    if not artifacts or artifacts.get(key) is None:
-        raise _err(params, kind, key, f"method kind '{kind}' needs the '{key}' artifact, none given")
-    return artifacts[key]
-
-
-def selected_heads(kind: str, params: dict, artifacts: dict | None, cut: int | None) -> list[tuple[int, int]]:
-    """The (layer, head) pairs a head method uses: top ``k_heads`` by its ranking among layers < ``cut``."""
-    heads = _artifact(artifacts, "heads", params, kind)
-    k = _int({**params, "k_heads": params.get("k_heads", DEFAULT_K_HEADS[kind])}, kind, "k_heads", 1)
-    by = KIND_COLUMN[kind]
-    col = f"{by}_rank"
-    if not isinstance(heads, pl.DataFrame) or not {"layer", "head", col} <= set(heads.columns):
-        raise _err(params, kind, "heads", f"artifact must be a head table with columns layer, head, {col}")
-    t = params.get("temperature")
-    if kind == "core" and t is not None and "temperature" in heads.columns:
-        have = heads["temperature"].unique().to_list()
-        if not all(h is not None and abs(h - float(t)) <= 1e-12 * max(1.0, abs(float(t))) for h in have):
-            raise _err(params, kind, "temperature", f"{t} asked, but the head table was ranked at temperature {have}")
-    chosen = top_heads(heads, by, k, None if cut is None else cut - 1)
-    if len(chosen) < k:
-        where = "" if cut is None else f" in layers 0..{cut - 1}"
-        raise _err(params, kind, "k_heads", f"{k} heads asked, only {len(chosen)} scored{where}")
-    return chosen
-
-
-def window_of(params: dict, artifacts: dict | None, kind: str = "selective") -> tuple[int, int]:
-    """The (first_layer, last_layer) window artifact: a pair or a dict with first_layer/last_layer."""
-    w = _artifact(artifacts, "window", params, kind)
-    if isinstance(w, dict):
-        w = (w.get("first_layer"), w.get("last_layer"))
-    try:
-        a, b = (int(x) for x in w)
-    except (TypeError, ValueError):
-        raise _err(params, kind, "window", f"must be (first_layer, last_layer) (got {w!r})") from None
-    if a < 0 or b < a:
-        raise _err(params, kind, "window", f"({a}, {b}) is not a window of layers (0 <= first <= last)")
-    return a, b
 
 
 # ------------------------------------------------------------------------------------------------ methods
@@ -311,7 +260,7 @@ def _selective_layers(p: dict, artifacts: dict, cut: int | None) -> int:
 
 @register("selective", params={
     "calibration": Param("choice", "masked", choices=CALIBRATIONS),
-    "width": Param("int", 4, lo=1, doc="layers in the window chosen from the layer profile"),
+    "width": Param("int", DEFAULT_WIDTH, lo=1, doc="layers in the window chosen from the layer profile"),
 }, needs={"window"}, layers=_selective_layers, describe=lambda p, artifacts, cut: {"window": list(window_of(p, artifacts))})
 def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """Selective-ICR: all heads of the layer window, clipped at the pruning cut."""
@@ -330,22 +279,6 @@ def selective(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
         return _masked_group(s, params, "selective", np.arange(a, b + 1))
     arr = s.raw[a : b + 1].astype(np.float64) - (s.na[a : b + 1] if cal == "na" else 0.0)
     return _sum(arr)
-
-
-def headrank_weights(weights, params: dict | None = None) -> tuple[np.ndarray, int, str | None]:
-    """(weights [L, H], layers needed, normalisation) of a HeadRank artifact: a ``headrank.TrainResult`` (its
-    selected, renormalised weights, its depth and normalisation) or a plain [L, H] array (depth = deepest layer
-    with a non-zero weight + 1; the aggregate's default normalisation)."""
-    params = params or {}
-    if hasattr(weights, "selected_weights"):
-        return np.asarray(weights.selected_weights(), np.float64), int(weights.depth), getattr(weights, "normalise", None)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 2 or not np.isfinite(w).all():
-        raise _err(params, "headrank", "weights", f"must be a finite [layers, heads] array (got shape {w.shape})")
-    rows = np.nonzero(np.abs(w).sum(axis=1) > 0)[0]
-    if rows.size == 0:
-        raise _err(params, "headrank", "weights", "all head weights are zero")
-    return w, int(rows.max()) + 1, None
 
 
 # HeadRank's training hyper-parameters (attnrank.headrank.HeadRankConfig fields; a test keeps the two in sync)
@@ -482,17 +415,3 @@ def describe(kind: str, params: dict, artifacts: dict | None, name: str | None =
     if kind in DESCRIBE:
         out.update(DESCRIBE[kind](p, artifacts or {}, cut))
     return out
-
-
-def load_artifacts(spec: dict, inputs: dict, name: str) -> dict:
-    """The artifacts an attention method aggregates with, from its input files (keys as in the workflow:
-    ``heads`` parquet, layer ``profile`` parquet -> window of ``spec['width']``, HeadRank ``weights``)."""
-    artifacts: dict = {}
-    if "heads" in inputs:
-        artifacts["heads"] = pl.read_parquet(inputs["heads"])
-    if "profile" in inputs:
-        width = spec.get("width", PARAMS["selective"].params["width"].default)
-        artifacts["window"] = select_window(pl.read_parquet(inputs["profile"]), width, key=f"methods.{name}.width")
-    if "weights" in inputs:
-        artifacts["weights"] = hr.load_weights(inputs["weights"])
-    return artifacts

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .errors import InputError
 
 REQUIRED = object()  # a Param default meaning "must be given"
@@ -97,6 +99,19 @@ class KindSpec:
 
 def method_name(params: Mapping, kind: str) -> str:
     return str(params.get("_name") or params.get("name") or kind)
+
+
+def param_error(params: Mapping, kind: str, key: str, msg: str) -> ParamError:
+    """The error of parameter ``key`` of a method (named by its resolved ``_name``): ``methods.<name>.<key>: msg``."""
+    return ParamError(f"methods.{method_name(params, kind)}.{key}", msg)
+
+
+def int_param(params: Mapping, kind: str, key: str, lo: int) -> int:
+    """``params[key]`` as an int >= ``lo`` (numpy integers accepted), else a ``param_error``."""
+    v = params[key]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise param_error(params, kind, key, f"must be an integer >= {lo} (got {v!r})")
+    return int(v)
 
 
 def resolve(kind: str, spec: KindSpec, params: Mapping | None, name: str | None = None) -> dict:
