@@ -61,13 +61,7 @@ def build_detection_set(
     Queries are visited in a seeded random order of their ids and taken until ``n_queries`` are built, so the
     same inputs and seed give the same set. Fewer eligible queries than asked is logged, none is an InputError.
     """
-    for key, val, lo in (("n_queries", n_queries, 1), ("n_negatives", n_negatives, 1), ("positions", positions, 1)):
-        if not isinstance(val, int) or val < lo:
-            raise InputError(f"detection.{key}: must be an integer >= {lo} (got {val!r})")
-    if negatives not in ("hardest", "sample"):
-        raise InputError(f"detection.negatives: must be 'hardest' or 'sample' (got {negatives!r})")
-    if positions > n_negatives + 1:
-        raise InputError(f"detection.positions: {positions} slots need at least {positions - 1} negatives (n_negatives={n_negatives})")
+    _check_options(n_queries, n_negatives, positions, negatives)
     _require(queries, ("qid", "text"), "queries")
     _require(qrels, ("qid", "docid", "relevance"), "qrels")
     _require(first_stage_run, ("qid", "docid", "score"), "first_stage_run")
@@ -76,23 +70,8 @@ def build_detection_set(
     qtext = dict(zip(queries["qid"].cast(pl.String), queries["text"]))
     titles = corpus["title"] if "title" in corpus.columns else [""] * corpus.height
     dtext = {d: doc_text(t, x) for d, t, x in zip(corpus["docid"].cast(pl.String), titles, corpus["text"])}
-
-    rel = qrels.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("relevance").cast(pl.Int64))
-    judged_pos: dict[str, dict[str, int]] = {}
-    for q, d, r in rel.filter(pl.col("relevance") >= min_relevance).iter_rows():
-        judged_pos.setdefault(q, {})[d] = max(r, judged_pos.get(q, {}).get(d, r))
-    not_negative: dict[str, set[str]] = {}
-    for q, d in rel.filter(pl.col("relevance") > 0).select("qid", "docid").iter_rows():
-        not_negative.setdefault(q, set()).add(d)
-
-    run = (
-        first_stage_run.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("score").cast(pl.Float64))
-        .unique(["qid", "docid"], keep="first", maintain_order=True)
-        .sort(["qid", "score", "docid"], descending=[False, True, False])
-    )
-    cands: dict[str, list[tuple[str, float]]] = {}
-    for q, d, s in run.iter_rows():
-        cands.setdefault(q, []).append((d, s))
+    judged_pos, not_negative = _judgements(qrels, min_relevance)
+    cands = _run_candidates(first_stage_run)
 
     order = sorted(judged_pos)
     random.Random(seed).shuffle(order)
@@ -102,37 +81,88 @@ def build_detection_set(
     for q in order:
         if built == n_queries:
             break
-        if not (qtext.get(q) or "").strip():
-            skips["no_query_text"].append(q)
+        picked = _positive_and_negatives(q, qtext, dtext, judged_pos[q], not_negative.get(q, set()), cands.get(q, []),
+                                         n_negatives, negatives, seed)
+        if isinstance(picked, str):
+            skips[picked].append(q)
             continue
-        pos_in_corpus = {d: r for d, r in judged_pos[q].items() if d in dtext}
-        if not pos_in_corpus:
-            skips["positive_not_in_corpus"].append(q)
-            continue
-        run_scores = dict(cands.get(q, []))
-        ranked_pos = sorted(
-            (d for d in pos_in_corpus if d in run_scores), key=lambda d: (-pos_in_corpus[d], -run_scores[d], d)
-        )
-        if not ranked_pos:
-            skips["positive_not_in_run"].append(q)
-            continue
-        pos = ranked_pos[0]
-        pos_score = run_scores[pos]
-        negs = [(d, s) for d, s in cands[q] if d not in not_negative.get(q, ()) and d in dtext and s < pos_score]
-        if negatives == "sample" and len(negs) > n_negatives:
-            keep = sorted(random.Random(f"{seed}\x00{q}").sample(range(len(negs)), n_negatives))
-            negs = [negs[i] for i in keep]
-        negs = negs[:n_negatives]
-        if len(negs) < n_negatives:
-            skips["too_few_negatives"].append(q)
-            continue
+        (pos, pos_score), negs = picked
         for p in range(positions):
             sid = sample_id(q, p)
             docs = negs[:p] + [(pos, pos_score)] + negs[p:]
             for slot, (d, s) in enumerate(docs, 1):
                 rows.append((sid, qtext[q], d, slot, s, dtext[d], sid, q, int(d == pos)))
         built += 1
+    _log_skips(skips, built, n_queries, n_negatives)
+    if report is not None:
+        report.update(n_queries=built, n_samples=built * positions, requested=n_queries, skipped={r: v for r, v in skips.items()})
+    schema = {
+        "qid": pl.String, "query": pl.String, "docid": pl.String, "rank": pl.Int32, "score": pl.Float64,
+        "text": pl.String, "sample_id": pl.String, "orig_qid": pl.String, "label": pl.Int8,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
+
+def _check_options(n_queries: int, n_negatives: int, positions: int, negatives: str) -> None:
+    for key, val, lo in (("n_queries", n_queries, 1), ("n_negatives", n_negatives, 1), ("positions", positions, 1)):
+        if not isinstance(val, int) or val < lo:
+            raise InputError(f"detection.{key}: must be an integer >= {lo} (got {val!r})")
+    if negatives not in ("hardest", "sample"):
+        raise InputError(f"detection.negatives: must be 'hardest' or 'sample' (got {negatives!r})")
+    if positions > n_negatives + 1:
+        raise InputError(f"detection.positions: {positions} slots need at least {positions - 1} negatives (n_negatives={n_negatives})")
+
+
+def _judgements(qrels: pl.DataFrame, min_relevance: int) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
+    """({qid: {docid: grade}} of the positives (grade >= ``min_relevance``), {qid: docids judged relevant (> 0)})."""
+    rel = qrels.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("relevance").cast(pl.Int64))
+    judged_pos: dict[str, dict[str, int]] = {}
+    for q, d, r in rel.filter(pl.col("relevance") >= min_relevance).iter_rows():
+        judged_pos.setdefault(q, {})[d] = max(r, judged_pos.get(q, {}).get(d, r))
+    not_negative: dict[str, set[str]] = {}
+    for q, d in rel.filter(pl.col("relevance") > 0).select("qid", "docid").iter_rows():
+        not_negative.setdefault(q, set()).add(d)
+    return judged_pos, not_negative
+
+
+def _run_candidates(first_stage_run: pl.DataFrame) -> dict[str, list[tuple[str, float]]]:
+    """{qid: [(docid, score)]} of the first-stage run, score descending, ties by docid (repeats dropped)."""
+    run = (
+        first_stage_run.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("score").cast(pl.Float64))
+        .unique(["qid", "docid"], keep="first", maintain_order=True)
+        .sort(["qid", "score", "docid"], descending=[False, True, False])
+    )
+    cands: dict[str, list[tuple[str, float]]] = {}
+    for q, d, s in run.iter_rows():
+        cands.setdefault(q, []).append((d, s))
+    return cands
+
+
+def _positive_and_negatives(q: str, qtext: dict, dtext: dict, positives: dict[str, int], not_negative: set[str],
+                            cands: list[tuple[str, float]], n_negatives: int, negatives: str, seed: int):
+    """((positive, its score), negatives [(docid, score)]) of query ``q``, or the skip reason (a str)."""
+    if not (qtext.get(q) or "").strip():
+        return "no_query_text"
+    pos_in_corpus = {d: r for d, r in positives.items() if d in dtext}
+    if not pos_in_corpus:
+        return "positive_not_in_corpus"
+    run_scores = dict(cands)
+    ranked_pos = sorted((d for d in pos_in_corpus if d in run_scores), key=lambda d: (-pos_in_corpus[d], -run_scores[d], d))
+    if not ranked_pos:
+        return "positive_not_in_run"
+    pos = ranked_pos[0]
+    pos_score = run_scores[pos]
+    negs = [(d, s) for d, s in cands if d not in not_negative and d in dtext and s < pos_score]
+    if negatives == "sample" and len(negs) > n_negatives:
+        keep = sorted(random.Random(f"{seed}\x00{q}").sample(range(len(negs)), n_negatives))
+        negs = [negs[i] for i in keep]
+    negs = negs[:n_negatives]
+    if len(negs) < n_negatives:
+        return "too_few_negatives"
+    return (pos, pos_score), negs
+
+
+def _log_skips(skips: dict[str, list[str]], built: int, n_queries: int, n_negatives: int) -> None:
     for reason, qids in skips.items():
         if qids:
             log.warning("detection set: skipped %d quer(y/ies) (%s), e.g. %s", len(qids), reason.replace("_", " "), qids[:5])
@@ -143,13 +173,6 @@ def build_detection_set(
         )
     if built < n_queries:
         log.warning("detection set: built %d of %d requested queries (not enough eligible queries)", built, n_queries)
-    if report is not None:
-        report.update(n_queries=built, n_samples=built * positions, requested=n_queries, skipped={r: v for r, v in skips.items()})
-    schema = {
-        "qid": pl.String, "query": pl.String, "docid": pl.String, "rank": pl.Int32, "score": pl.Float64,
-        "text": pl.String, "sample_id": pl.String, "orig_qid": pl.String, "label": pl.Int8,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def positive_labels(detection: pl.DataFrame) -> dict[str, str]:

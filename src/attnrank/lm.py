@@ -171,14 +171,7 @@ def position_logits(
     for b in range(0, n, batch_size):
         idx = order[b : b + batch_size]
         B = len(idx)
-        L = max(len(seqs[i]) for i in idx) - P
-        x = torch.full((B, L), pad_id, dtype=torch.long)
-        mask = torch.zeros((B, L), dtype=torch.long)
-        for r, i in enumerate(idx):
-            s = seqs[i][P:]
-            x[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
-        x, mask = x.to(device), mask.to(device)
+        x, mask = _right_padded([seqs[i][P:] for i in idx], pad_id, device)
         stats.model_calls += 1
         stats.forward_passes += B
         stats.prompt_tokens += int(mask.sum())
@@ -200,6 +193,16 @@ def position_logits(
                 logits = all_logits[r, pos]
             out[i] = float(reduce(logits, i))
     return out
+
+
+def _right_padded(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [B, L] right-padded with ``pad`` and their attention mask, on ``device``."""
+    x = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for r, s in enumerate(seqs):
+        x[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, : len(s)] = 1
+    return x.to(device), mask.to(device)
 
 
 def pad_id(tokenizer) -> int:

@@ -197,19 +197,7 @@ def compute_cache(
     items = list(iter_candidates(candidates))
     chunks = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
     names = [shard_name(i) for i in range(len(chunks))]
-    for stale in out.glob("shard-*.npz"):
-        if stale.name not in names:
-            stale.unlink()
-    states = [_shard_state(out / names[i], chash, code, [q.qid for q in ch]) for i, ch in enumerate(chunks)]
-    todo = [i for i, st in enumerate(states) if st != "ok"]
-    for reason, why in (("code", f"written by other code (engine code hash now {code})"), ("config", "of another config or query set"), ("unreadable", "unreadable")):
-        stale = [i for i, st in enumerate(states) if st == reason]
-        for i in stale:
-            (out / names[i]).unlink()
-        if stale:
-            log.info("score cache %s: %d of %d shards discarded: %s", out, len(stale), len(chunks), why)
-    if len(todo) < len(chunks):
-        log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
+    todo = _shards_to_compute(out, chunks, names, chash, code)
     model, tokenizer = load_model(model_dir, device=device, dtype=dtype)
     scorer = Scorer(model, tokenizer, cfg, layers=layers, batch_size=batch_size, token_scores=token_scores,
                     token_dtype=token_dtype)
@@ -223,27 +211,49 @@ def compute_cache(
         if on_shard is not None:
             on_shard(i, out / names[i])
     bar.close()
-    write_json(
-        man_path,
-        {
-            "format": FORMAT_VERSION,
-            "config_hash": chash,
-            "code_hash": code,
-            "model": str(model_dir),
-            "model_fingerprint": model_fingerprint(model_dir),
-            "n_layers": scorer.n_layers,
-            "n_heads": scorer.n_heads,
-            "n_layers_model": model.config.num_hidden_layers,
-            "layers": layers,
-            "prompt": cfg,
-            "shard_size": shard_size,
-            "token_scores": bool(token_scores),
-            "token_dtype": token_dtype if token_scores else None,
-            "shards": names,
-            "n_queries": len(items),
-        },
-    )
+    write_json(man_path, _manifest(chash, code, model_dir, scorer, model, layers, cfg, shard_size, token_scores,
+                                   token_dtype, names, len(items)))
     return out
+
+
+def _shards_to_compute(out: Path, chunks: list, names: list[str], chash: str, code: str) -> list[int]:
+    """Indices of the shards to (re)compute: missing ones and those of other code, config or query set, or
+    unreadable (deleted, with the reason logged); shards beyond the new count are deleted."""
+    for stale in out.glob("shard-*.npz"):
+        if stale.name not in names:
+            stale.unlink()
+    states = [_shard_state(out / names[i], chash, code, [q.qid for q in ch]) for i, ch in enumerate(chunks)]
+    todo = [i for i, st in enumerate(states) if st != "ok"]
+    for reason, why in (("code", f"written by other code (engine code hash now {code})"), ("config", "of another config or query set"), ("unreadable", "unreadable")):
+        stale = [i for i, st in enumerate(states) if st == reason]
+        for i in stale:
+            (out / names[i]).unlink()
+        if stale:
+            log.info("score cache %s: %d of %d shards discarded: %s", out, len(stale), len(chunks), why)
+    if len(todo) < len(chunks):
+        log.info("score cache %s: %d of %d shards kept", out, len(chunks) - len(todo), len(chunks))
+    return todo
+
+
+def _manifest(chash, code, model_dir, scorer, model, layers, cfg, shard_size, token_scores, token_dtype, names,
+              n_queries) -> dict:
+    return {
+        "format": FORMAT_VERSION,
+        "config_hash": chash,
+        "code_hash": code,
+        "model": str(model_dir),
+        "model_fingerprint": model_fingerprint(model_dir),
+        "n_layers": scorer.n_layers,
+        "n_heads": scorer.n_heads,
+        "n_layers_model": model.config.num_hidden_layers,
+        "layers": layers,
+        "prompt": cfg,
+        "shard_size": shard_size,
+        "token_scores": bool(token_scores),
+        "token_dtype": token_dtype if token_scores else None,
+        "shards": names,
+        "n_queries": n_queries,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- read
