@@ -38,7 +38,7 @@ def test_paper_config_is_valid_and_covers_the_grid(cfg):
     assert {"msmarco-passage/trec-dl-2019/judged", "msmarco-passage/trec-dl-2020/judged"} <= irds
     assert len(irds) == len(BEIR) + len(CQA_FORUMS) + 2  # 15 BEIR datasets (CQADupStack as 12 forums) + DL 19/20
     assert sorted(v["domain"] for v in evaluated.values() if v["source"] == "bright") == sorted(bright.DOMAINS)
-    # selection splits are never evaluated (config.validate enforces it) and come from NQ / MS MARCO train
+    # held-out splits are never evaluated (config.validate enforces it) and come from NQ / MS MARCO train
     assert ds[cfg["detection"]["dataset"]]["id"] == "dpr-w100/natural-questions/train"
     assert not ds[cfg["tuning"]["dataset"]]["evaluate"]
     assert {m["id"] for m in cfg["models"].values()} == {
@@ -92,7 +92,7 @@ def test_paper_dry_run_job_counts(cfg, tmp_path):
     assert jobs["rerank_attention"] == n_models * len(evaluated) * len(retrievers) * n_attention
     assert jobs["rerank_text"] == n_models * len(evaluated) * len(retrievers) * (n_methods - n_attention)
     # heads detected once per model and order (each at the model's CoRe temperature); layers profiled in reversed order
-    assert jobs["detection_scores"] == jobs["head_ranking"] == n_models * n_orders
+    assert jobs["detection_scores"] == jobs["detect_heads"] == n_models * n_orders
     assert jobs["layer_profile"] == jobs["prepare_model"] == n_models
     assert jobs["dataset"] == len(cfg["datasets"]) and jobs["evaluate"] == len(evaluated)
     # both first stages on every evaluation set, granite on the detection split (CoRe's negatives), BM25 on tuning

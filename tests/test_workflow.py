@@ -143,7 +143,7 @@ def test_adding_a_model_schedules_only_its_jobs(run_dir):
     cfg = with_changes(lambda c: c["models"].update({"tiny-qwen": {"source": "tiny", "arch": "qwen3"}}))
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
     assert jobs == {
-        "prepare_model": 1, "attention_scores": 1, "detection_scores": 1, "head_ranking": 1, "head_plots": 1,
+        "prepare_model": 1, "attention_scores": 1, "detection_scores": 1, "detect_heads": 1, "head_plots": 1,
         "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "all": 1,
     }, jobs
 
@@ -230,7 +230,7 @@ def test_every_rule_log_ends_with_a_summary(run_dir):
 
     assert_logs_end_with_summary(run_dir, [
         "dataset", "bm25_index", "retrieve", "candidates", "prepare_model", "attention_scores", "detection_set",
-        "detection_scores", "head_ranking", "rerank", "ranx_warmup", "evaluate", "tables", "position_bias_plot",
+        "detection_scores", "detect_heads", "rerank", "ranx_warmup", "evaluate", "tables", "position_bias_plot",
     ])
     log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25/retrieval.log").read_text()
     assert re.search(r"INFO attnrank.scorecache: attention tiny-llama: 6 q in \d+\.\d s \(", log)  # progress as log lines
@@ -302,7 +302,7 @@ def test_prompt_orders_are_a_grid_axis(run_dir):
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
     # new: the tiny pass in reversed order (no method here needs the tuning split), detection + heads for it, and
     # the 3 attention methods in reversed order
-    assert jobs["attention_scores"] == 1 and jobs["detection_scores"] == 1 and jobs["head_ranking"] == 1, jobs
+    assert jobs["attention_scores"] == 1 and jobs["detection_scores"] == 1 and jobs["detect_heads"] == 1, jobs
     assert jobs["rerank_attention"] == 3, jobs  # the retrieval runs exist already (same files)
     ev = pl.read_parquet(run_dir / "results/eval/tiny.parquet")
     bias = ev.filter(pl.col("metric") == "position_bias")
@@ -344,5 +344,5 @@ def test_text_frameworks_scored_by_attention_run_with_their_artifacts(run_dir):
     used = json.loads((run_dir / "results/rerank/tiny-llama/tiny/bm25/lw-qr.json").read_text())
     assert used["stats"]["forward_passes"] > 0
     # a different head table would change the ranking input: the rule depends on it
-    proc = snakemake(run_dir, cfg, "-n", "--forcerun", "head_ranking")
+    proc = snakemake(run_dir, cfg, "-n", "--forcerun", "detect_heads")
     assert scheduled_jobs(proc).get("rerank_text") == 1, proc.stdout[-2000:]

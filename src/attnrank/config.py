@@ -182,7 +182,7 @@ def _check_references(cfg: dict) -> None:
             if r not in cfg["retrievers"]:
                 raise InputError(f"config key '{section}.retriever': unknown retriever {r!r} (defined: {sorted(cfg['retrievers'])})")
             if cfg["datasets"][d]["evaluate"]:
-                raise InputError(f"config key '{section}.dataset': {d!r} is an evaluation dataset; set datasets.{d}.evaluate: false (selection must never see evaluation queries)")
+                raise InputError(f"config key '{section}.dataset': {d!r} is an evaluation dataset; set datasets.{d}.evaluate: false (held-out splits must never see evaluation queries)")
     if cfg["methods"] and not cfg["models"]:
         raise InputError("config key 'methods': methods are configured but 'models' is empty")
 

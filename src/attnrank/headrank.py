@@ -1,7 +1,7 @@
 """HeadRank: preference-aligned head weights over cached attention scores (our reading; see docs/headrank.md).
 
 The model stays frozen. One weight per (layer, head) — a softmax over all heads — is trained on the cached
-calibrated score tensors (``QueryScores.raw - QueryScores.na``) of a training split with
+calibrated score tensors (``QueryScores.raw - QueryScores.na``) of the tuning split with
 
 - a pairwise preference loss on hard adjacent-level pairs: every document of relevance level g is paired with the
   highest-scoring (hardest, by the current weights) document of the next lower level present among the query's

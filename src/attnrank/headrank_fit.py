@@ -1,4 +1,4 @@
-"""HeadRank training (torch): head weights fitted on a training split's cached score tensors with the model frozen
+"""HeadRank training (torch): head weights fitted on the tuning split's cached score tensors with the model frozen
 (the objective is described in ``attnrank.headrank``, which holds the configuration, inference and storage)."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def _optimise(batch: Batch, n_layers: int, n_heads: int, cfg: HeadRankConfig):
 
 
 def train(scores: list[QueryScores], qrels: pl.DataFrame, cfg: HeadRankConfig | None = None) -> TrainResult:
-    """Train head weights on a training split's cached scores (model frozen); deterministic on CPU."""
+    """Train head weights on the tuning split's cached scores (model frozen); deterministic on CPU."""
     cfg = cfg or HeadRankConfig()
     if not scores:
         raise InputError("headrank: no training queries given")

@@ -9,7 +9,7 @@ raw only. Layers are 0-based.
 Window selection (``select_window``): among all contiguous windows [a, a + w - 1] of width w inside the model, take
 the one with the highest mean per-layer metric; windows whose mean is within 1e-12 of the best tie, and the tie goes
 to the window whose centre is nearest the centre of the network ((L - 1) / 2), then to the shallower window.
-Profile on a split disjoint from the evaluation queries: the selection must never see them.
+Profile on the tuning split (a held-out split, disjoint from the evaluation queries, which it never sees).
 """
 
 from __future__ import annotations

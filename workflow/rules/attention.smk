@@ -82,7 +82,7 @@ rule detection_scores:
         "../scripts/attention_scores.py"
 
 
-rule head_ranking:
+rule detect_heads:
     input:
         scores=rules.detection_scores.output[0],
         detection=rules.detection_scores.input.candidates,
@@ -93,9 +93,9 @@ rule head_ranking:
         temperature=lambda w: float(w.temperature),
         detection=CFG.get("detection", {}),
         prompt=lambda w: prompt_cfg(w.order),
-        code=script_code("head_ranking"),
+        code=script_code("detect_heads"),
     log:
-        log_path("head_ranking", "{model}", "{order}", "t{temperature}"),
+        log_path("detect_heads", "{model}", "{order}", "t{temperature}"),
     threads: 1
     resources:
         mem_mb=capped_mem(8000),
@@ -103,7 +103,7 @@ rule head_ranking:
     conda:
         CONDA_ENV
     script:
-        "../scripts/head_ranking.py"
+        "../scripts/detect_heads.py"
 
 
 rule layer_profile:
@@ -128,7 +128,7 @@ rule layer_profile:
         "../scripts/layer_profile.py"
 
 
-rule headrank_train:
+rule train_headrank:
     input:
         scores=lambda w: PLAN.tuning_scores(w.model, w.order),
         qrels=lambda w: PLAN.tuning_qrels(),
@@ -136,11 +136,11 @@ rule headrank_train:
         paths.headrank_weights("{model}", "{order}", "{method}"),
     params:
         spec=lambda w: attention_method_spec(w.method),
-        code=script_code("headrank_train"),
+        code=script_code("train_headrank"),
     log:
-        log_path("headrank_train", "{model}", "{order}", "{method}"),
+        log_path("train_headrank", "{model}", "{order}", "{method}"),
     benchmark:
-        bench_path("headrank_train", "{model}", "{order}", "{method}")
+        bench_path("train_headrank", "{model}", "{order}", "{method}")
     threads: 2
     resources:
         mem_mb=capped_mem(8000),
@@ -148,7 +148,7 @@ rule headrank_train:
     conda:
         CONDA_ENV
     script:
-        "../scripts/headrank_train.py"
+        "../scripts/train_headrank.py"
 
 
 rule rerank_attention:
