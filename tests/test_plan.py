@@ -1,0 +1,90 @@
+"""The workflow plan (attnrank.plan), the results/ layout (attnrank.paths) and the renamed config keys: testable
+without Snakemake."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from attnrank import config, paths, plan, prompts
+from attnrank.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"datasets": {"d": {"source": "synthetic"}}, "retrievers": {"bm25": {"kind": "bm25"}}}
+TINY = {"tiny": {"source": "tiny"}}
+
+
+@pytest.mark.parametrize("old, new", sorted(config.RENAMED_KEYS.items()))
+def test_renamed_config_keys_are_one_line_errors_naming_the_new_key(old, new):
+    section, key = old.split(".")
+    with pytest.raises(InputError) as e:
+        config.validate({**BASE, section: {key: 100}})
+    assert str(e.value) == f"config key '{old}' was renamed: use '{new}'"
+    # the new key is accepted where the old one was
+    config.validate({**BASE, section: {new.split(".")[1]: 100}})
+
+
+@pytest.mark.parametrize("kind", ["rankgpt", "yesno", "qlm", "setwise", "pointwise"])
+@pytest.mark.parametrize("old, new", sorted(prompts.RENAMED.items()))
+def test_renamed_method_truncation_keys_are_rejected(kind, old, new):
+    cfg = {**BASE, "models": TINY, "methods": {"m": {"kind": kind, old: 50}}}
+    with pytest.raises(InputError) as e:
+        config.validate(cfg)
+    assert str(e.value) == f"config key 'methods.m.{old}': was renamed: use '{new}'"
+    config.validate({**BASE, "models": TINY, "methods": {"m": {"kind": kind, new: 50}}})
+
+
+@pytest.mark.parametrize("old, new", sorted(prompts.RENAMED.items()))
+def test_renamed_prompt_keys_are_rejected_by_the_prompt_config(old, new):
+    with pytest.raises(InputError, match=f"^prompt.{old}: was renamed: use '{new}'$"):
+        prompts.PromptConfig.from_dict({old: 5})
+
+
+def test_no_old_spelling_left_in_configs_code_and_docs():
+    """One spelling per concept: the old names appear only where they are rejected (and in this test)."""
+    allowed = {"src/attnrank/config.py", "src/attnrank/prompts.py", "tests/test_plan.py", "tests/test_generation.py"}
+    old = re.compile(r"\b(doc_max_tokens|doc_max_words|engine_depth|required_depth|head_ranking|headrank_train)\b")
+    bad = []
+    for p in [*REPO.glob("*.yaml"), *REPO.glob("config/*.yaml"), *REPO.glob("src/**/*.py"), *REPO.glob("src/**/*.yaml"),
+              *REPO.glob("workflow/**/*"), *REPO.glob("tests/*.py"), *REPO.glob("docs/*.md"), REPO / "README.md"]:
+        rel = str(p.relative_to(REPO))
+        if p.is_file() and rel not in allowed and old.search(p.read_text(errors="ignore")):
+            bad.append(rel)
+    assert not bad, f"old spellings in {bad}"
+
+
+def test_rules_take_every_results_path_from_attnrank_paths():
+    """No rule file spells a results/ path or derives a sidecar by string replacement."""
+    for f in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = f.read_text()
+        assert not re.search(r'f"\{R\}/|"results/|\.replace\("\.(trec|parquet)"', text), f"{f.name} builds a path by hand"
+        assert "import" not in text or f.name == "common.smk", f"{f.name} imports"
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    imports = [i for i, line in enumerate(common.splitlines()) if re.match(r"(import|from) ", line)]
+    assert imports == list(range(imports[0], imports[0] + len(imports))), "common.smk imports mid-file"
+
+
+def test_sidecar_sits_beside_its_output():
+    run = paths.rerank_run("m", "d", "bm25", "icr", "reversed")
+    assert run == "results/rerank/m/d/bm25/reversed/icr.trec"
+    assert paths.sidecar(run) == "results/rerank/m/d/bm25/reversed/icr.json"
+    assert paths.sidecar(paths.candidates("d", "r")) == "results/candidates/d/r.json"
+    assert paths.sidecar(paths.heads_table("m", "retrieval", 0.1)) == "results/heads/m/retrieval/t0.1/heads.json"
+    assert paths.heads_table("{model}", "{order}", "{temperature}") == "results/heads/{model}/{order}/t{temperature}/heads.parquet"
+    with pytest.raises(ValueError):
+        paths.sidecar("results/models/m")
+
+
+def test_plan_of_the_demo_config():
+    cfg = config.validate(config.read_yaml(REPO / "config" / "demo.yaml"), check_files=False)
+    p = plan.Plan(cfg, REPO / "workflow" / "scripts", validated=True)
+    assert set(p.attention_methods) | set(p.text_methods) == set(cfg["methods"])
+    runs = p.dataset_runs(p.eval_datasets()[0])
+    assert all(path.endswith(".trec") for path in runs)
+    assert p.run_sidecars() == {paths.sidecar(t): ids for t, ids in runs.items() if ids["model"] != "-"}
+    for m in p.attention_methods:
+        spec = cfg["methods"][m]
+        files = p.artifact_files("tiny", m) if "tiny" in cfg["models"] else {}
+        assert set(files) <= {"heads", "profile", "weights"}
+        assert p.method_orders(m) and spec["kind"]
+    assert p.script_code("retrieve") == p.script_code("retrieve") and len(p.script_code("retrieve")) >= 16
