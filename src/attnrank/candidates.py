@@ -119,3 +119,16 @@ def merge_with_tail(reranked: pl.DataFrame, first_stage: pl.DataFrame) -> pl.Dat
     )
     full = pl.concat([head.rename({"rank_head": "pos"}).with_columns(pl.col("pos").cast(pl.Int64)), tail.with_columns(pl.col("pos").cast(pl.Int64))])
     return full.with_columns(score=(-pl.col("pos")).cast(pl.Float64)).select("qid", "docid", "score")
+
+
+def write_candidates(data_dir: str, run_path: str, depth: int, max_doc_words: int | None, key: str,
+                     out_parquet: str, out_meta: str) -> dict:
+    """The ``candidates`` job: the top ``depth`` of a first-stage run with query and document text (see
+    :func:`build`), and its ``.json`` sidecar (depth, truncation, counts). Returns counts."""
+    from . import data, io
+    from .wiring import counts
+
+    cands, meta = build(data.read(data_dir), io.read_trec(run_path), depth, max_doc_words, key=key)
+    io.write_parquet(cands, out_parquet)
+    io.write_json(out_meta, meta)
+    return {"queries": cands["qid"].n_unique(), "candidates": cands.height, **counts(meta)}

@@ -214,3 +214,14 @@ def doc_text(title: str, text: str) -> str:
     """The text a retriever or re-ranker sees for a document: title and body."""
     title, text = (title or "").strip(), (text or "").strip()
     return f"{title}\n{text}" if title and text else (title or text)
+
+
+def prepare(spec: dict, key: str, out_dir: str | os.PathLike, ir_datasets_home: str | None = None) -> dict:
+    """The ``dataset`` job: load one ``datasets.<key>`` entry (a synthetic collection is generated under
+    ``out_dir/source``), validate it and write it to ``out_dir``. Returns its notes (counts, skips)."""
+    spec = dict(spec)
+    if spec["source"] == "synthetic":
+        spec.setdefault("path", str(Path(out_dir) / "source"))
+    ds = load(spec, key, ir_datasets_home)
+    save(ds, out_dir)
+    return ds.notes

@@ -81,3 +81,24 @@ def per_query(qrels: pl.DataFrame, run: pl.DataFrame, metrics=DEFAULT_METRICS) -
 
 def mean_metrics(per_q: pl.DataFrame) -> dict[str, float]:
     return {m: float(v) for m, v in per_q.group_by("metric").agg(pl.col("value").mean()).iter_rows()}
+
+
+def evaluate_runs(qrels_path: str | os.PathLike, runs: dict[str, dict], metrics, out_path: str | os.PathLike) -> dict:
+    """The ``evaluate`` job: per-query metrics of every run of a dataset ({trec path: identifying columns}), plus the
+    per-query position bias recorded in a run's ``.json`` sidecar, in one parquet table. Returns counts."""
+    import json
+
+    from . import io, paths, position
+    from .progress import progress
+
+    qrels = pl.read_parquet(qrels_path)
+    frames = []
+    for path, ids in progress(sorted(runs.items()), "evaluate", unit="run"):
+        per_q = per_query(qrels, io.read_trec(path), metrics)
+        used = Path(paths.sidecar(path))
+        if used.is_file() and "position_bias_per_query" in (info := json.loads(used.read_text())):
+            per_q = pl.concat([per_q, position.per_query_rows(info["position_bias_per_query"])])
+        frames.append(per_q.with_columns(**{k: pl.lit(v) for k, v in ids.items()}))
+    out = pl.concat(frames)
+    io.write_parquet(out, out_path)
+    return {"runs": len(frames), "rows": out.height}

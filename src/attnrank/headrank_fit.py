@@ -202,3 +202,18 @@ def train(scores: list[QueryScores], qrels: pl.DataFrame, cfg: HeadRankConfig | 
         final_terms={k: float(v) for k, v in terms.items()},
         config=asdict(cfg),
     )
+
+
+def train_from_cache(scores_manifest: str, qrels_path: str, spec: dict, out_path: str) -> dict:
+    """The ``train_headrank`` job: train on the tuning split's score cache with the method's HeadRank options
+    (``spec`` keys that are ``HeadRankConfig`` fields) and save the weights. Returns counts."""
+    from pathlib import Path
+
+    from .headrank import save_weights
+    from .scorecache import load_scores
+
+    params = {k: v for k, v in spec.items() if k in HeadRankConfig.__dataclass_fields__}
+    result = train(load_scores(Path(scores_manifest).parent), pl.read_parquet(qrels_path), HeadRankConfig(**params))
+    save_weights(result, out_path)
+    return {"train_queries": len(result.train_qids), "skipped": sum(result.skipped.values()),
+            "selected_heads": len(result.selected), "depth": result.depth}

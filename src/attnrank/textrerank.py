@@ -99,3 +99,19 @@ def rerank_candidates(
         log.warning("%s: %d parse failures, %d empty generations over %d generations", method_kind,
                     summary["parse_failures"], summary["empty_generations"], summary["generations"])
     return run, summary
+
+
+def rerank_job(name: str, spec: dict, prompt: dict, inputs: dict, outputs: dict) -> dict:
+    """The ``rerank_text`` job: re-rank the candidates with one text method (its artifacts among ``inputs`` when it
+    scores by attention; ``prompt`` carries the truncation every cell of the grid shares), merge the first-stage
+    tail below, write the run and its ``.json`` sidecar (spec and cost counters). Returns counts."""
+    from . import attnscoring, candidates, io
+    from .wiring import counts
+
+    spec = dict(spec)
+    params = attnscoring.text_params(name, spec, prompt, inputs)
+    run, stats = rerank_candidates(spec["kind"], inputs["model"], pl.read_parquet(inputs["candidates"]), params, name=name)
+    full = candidates.merge_with_tail(run, io.read_trec(inputs["run"]))
+    io.write_trec(full, outputs["run"], tag=name)
+    io.write_json(outputs["used"], {"method": name, "spec": spec, "stats": stats})
+    return {"queries": run["qid"].n_unique(), "reranked": run.height, **counts(stats)}

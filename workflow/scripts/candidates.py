@@ -5,16 +5,11 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import candidates, data, io
+    from attnrank import candidates
 
-    ds = data.read(Path(smk.input.corpus).parent)
-    cands, meta = candidates.build(
-        ds, io.read_trec(smk.input.run), smk.params.depth, smk.params.max_doc_words,
-        key=f"{smk.wildcards.dataset}/{smk.wildcards.retriever}",
-    )
-    io.write_parquet(cands, smk.output.parquet)
-    io.write_json(smk.output.meta, meta)
-    return {"queries": cands["qid"].n_unique(), "candidates": cands.height, **wiring.counts(meta)}
+    return candidates.write_candidates(str(Path(smk.input.corpus).parent), smk.input.run, smk.params.depth,
+                                       smk.params.max_doc_words, f"{smk.wildcards.dataset}/{smk.wildcards.retriever}",
+                                       smk.output.parquet, smk.output.meta)
 
 
 wiring.run(snakemake, main)
