@@ -80,7 +80,7 @@ def test_weight_mass_concentrates_on_separating_head_and_loss_decreases():
     assert res.loss_history[-1] < res.loss_history[0] - 0.1
     assert len(res.loss_history) == CFG["steps"] + 1
     assert res.selected[0] == (1, 2)
-    assert res.depth == max(l for l, _ in res.selected) + 1
+    assert res.layers == max(l for l, _ in res.selected) + 1
     assert res.train_seconds > 0
     assert res.skipped == {"no_positive": 0, "no_negative": 0}
 
@@ -182,14 +182,14 @@ def test_aggregate_equals_direct_weighted_sum_and_depth():
     np.testing.assert_allclose(aggregate(s, w), direct, rtol=1e-12, atol=1e-12)
     direct_raw = sum(w[l, h] * cal[l, h] for l in range(L) for h in range(H))
     np.testing.assert_allclose(aggregate(s, w, normalise="none"), direct_raw, rtol=1e-12, atol=1e-12)
-    # depth: only layers < depth, and a cache truncated to that depth gives the same scores
+    # layers: only layers < layers, and a cache truncated to that layers gives the same scores
     d2 = sum(w[l, h] * z[l, h] for l in range(2) for h in range(H))
-    np.testing.assert_allclose(aggregate(s, w, depth=2), d2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(aggregate(s, w, layers=2), d2, rtol=1e-12, atol=1e-12)
     short = QueryScores(s.qid, s.docids, s.raw[:2], s.na[:2], s.masked_prefix[:2], s.positions, s.n_tokens)
-    np.testing.assert_allclose(aggregate(short, w, depth=2), d2, rtol=1e-12, atol=1e-12)
-    with pytest.raises(InputError, match="depth"):
-        aggregate(short, w, depth=3)
-    with pytest.raises(InputError, match="give depth"):
+    np.testing.assert_allclose(aggregate(short, w, layers=2), d2, rtol=1e-12, atol=1e-12)
+    with pytest.raises(InputError, match="layers"):
+        aggregate(short, w, layers=3)
+    with pytest.raises(InputError, match="give layers"):
         aggregate(short, w)
     with pytest.raises(InputError, match="heads"):
         aggregate(s, np.ones((L, H + 1)))
@@ -205,12 +205,12 @@ def test_constant_head_normalises_to_zero():
 
 def test_select_heads_mass_and_top_m():
     w = np.array([[0.05, 0.5], [0.3, 0.15]])
-    heads, depth = select_heads(w, HeadRankConfig(select="mass", select_mass=0.8))
-    assert heads == [(0, 1), (1, 0)] and depth == 2
-    heads, depth = select_heads(w, HeadRankConfig(select="mass", select_mass=0.5))
-    assert heads == [(0, 1)] and depth == 1
-    heads, depth = select_heads(w, HeadRankConfig(select="top_m", select_top_m=3))
-    assert heads == [(0, 1), (1, 0), (1, 1)] and depth == 2
+    heads, layers = select_heads(w, HeadRankConfig(select="mass", select_mass=0.8))
+    assert heads == [(0, 1), (1, 0)] and layers == 2
+    heads, layers = select_heads(w, HeadRankConfig(select="mass", select_mass=0.5))
+    assert heads == [(0, 1)] and layers == 1
+    heads, layers = select_heads(w, HeadRankConfig(select="top_m", select_top_m=3))
+    assert heads == [(0, 1), (1, 0), (1, 1)] and layers == 2
 
 
 def test_selected_weights_and_depth_from_training():
@@ -219,10 +219,10 @@ def test_selected_weights_and_depth_from_training():
     sw = res.selected_weights()
     assert math.isclose(sw.sum(), 1.0, rel_tol=1e-12)
     assert {tuple(map(int, x)) for x in np.argwhere(sw > 0)} == set(res.selected)
-    assert res.depth == 2 and res.selected == [(1, 2)]
+    assert res.layers == 2 and res.selected == [(1, 2)]
     # truncated inference equals full inference with selected weights (deeper layers carry none)
     s = scores[0]
-    np.testing.assert_allclose(aggregate(s, sw, depth=res.depth), aggregate(s, sw), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(aggregate(s, sw, layers=res.layers), aggregate(s, sw), rtol=1e-12, atol=1e-12)
 
 
 def test_save_load_roundtrip(tmp_path):
@@ -232,7 +232,7 @@ def test_save_load_roundtrip(tmp_path):
     save_weights(res, p)
     back = load_weights(p)
     assert np.array_equal(back.weights, res.weights)
-    assert back.selected == res.selected and back.depth == res.depth
+    assert back.selected == res.selected and back.layers == res.layers
     assert back.loss_history == res.loss_history and back.normalise == res.normalise
     assert back.config == res.config and back.train_qids == res.train_qids
     assert [x.name for x in p.parent.iterdir()] == ["headrank.json"]  # no temp files left
@@ -290,6 +290,6 @@ def test_trained_weights_raise_middle_zone_selectivity():
     scores, qrels = toy(n_queries=30, seed=4)
     train_s, test_s = scores[:20], scores[20:]
     res = train(train_s, qrels, HeadRankConfig(**CFG))
-    trained = selectivity(test_s, qrels, lambda s: aggregate(s, res.selected_weights(), res.depth))
+    trained = selectivity(test_s, qrels, lambda s: aggregate(s, res.selected_weights(), res.layers))
     uniform = selectivity(test_s, qrels, lambda s: aggregate(s, np.full((L, H), 1 / (L * H))))
     assert trained["gap"] > uniform["gap"] + 0.2, (trained, uniform)

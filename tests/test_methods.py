@@ -124,9 +124,9 @@ def test_headrank_delegates(monkeypatch):
     calls = []
     fake = types.ModuleType("attnrank.headrank")
 
-    def aggregate(s, weights, depth=None, normalise="zscore"):
-        calls.append((depth, normalise))
-        return np.einsum("lh,lhk->k", weights[:depth], s.raw[:depth].astype(float))
+    def aggregate(s, weights, layers=None, normalise="zscore"):
+        calls.append((layers, normalise))
+        return np.einsum("lh,lhk->k", weights[:layers], s.raw[:layers].astype(float))
 
     fake.aggregate = aggregate
     monkeypatch.setattr(methods, "hr", fake)
@@ -137,11 +137,11 @@ def test_headrank_delegates(monkeypatch):
     expect = 2 * s.raw[1, 2].astype(float) - s.raw[3, 0]
     np.testing.assert_allclose(methods.aggregate(s, "headrank", {}, {"weights": w}), expect, rtol=1e-6)
     np.testing.assert_allclose(methods.aggregate(s, "headrank", {"max_layer": 2}, {"weights": w}), 2 * s.raw[1, 2], rtol=1e-6)
-    # a TrainResult-like artifact: its selected weights, depth and normalisation are used
-    trained = types.SimpleNamespace(selected_weights=lambda: w, depth=4, normalise="none")
+    # a TrainResult-like artifact: its selected weights, layers and normalisation are used
+    trained = types.SimpleNamespace(selected_weights=lambda: w, layers=4, normalise="none")
     np.testing.assert_allclose(methods.aggregate(s, "headrank", {}, {"weights": trained}), expect, rtol=1e-6)
     assert calls == [(4, "zscore"), (3, "zscore"), (4, "none")]
-    # a cache truncated at the weights' depth is enough
+    # a cache truncated at the weights' layers is enough
     np.testing.assert_allclose(methods.aggregate(methods.truncate(s, 4), "headrank", {}, {"weights": w}), expect, rtol=1e-6)
     assert methods.required_layers("headrank", {}, {"weights": w}, L) == 4
     assert methods.required_layers("headrank", {"max_layer": 1}, {"weights": w}, L) == 2
@@ -162,7 +162,7 @@ def test_rank_frame_order_and_values(heads_table):
     np.testing.assert_allclose(run["score"].to_numpy(), expect, rtol=1e-6)
 
 
-def test_required_depth(heads_table):
+def test_required_layers(heads_table):
     a = {"heads": heads_table}
     assert methods.required_layers("icr", {}, None, L) == L
     assert methods.required_layers("icr", {}, None, None) is None
@@ -223,7 +223,7 @@ def test_bad_params_name_the_key(heads_table):
         methods.rank([s], "selective", {"max_layer": 1}, {"window": (2, 4)}, name="sel")
 
 
-def test_engine_depth_too_shallow_is_an_error(heads_table):
+def test_engine_layers_too_shallow_is_an_error(heads_table):
     shallow = make_scores("q1", 9, n_layers=3)
     with pytest.raises(InputError, match=r"methods.qr3.heads: needs 6 layers but the score cache of query 'q1' has 3"):
         methods.rank([shallow], "qr-mass", {"k_heads": 3}, {"heads": heads_table}, name="qr3")
@@ -237,7 +237,7 @@ def test_headrank_with_the_real_module():
     w = np.zeros((L, H))
     w[2, 1], w[0, 3] = 0.7, 0.3
     got = methods.aggregate(s, "headrank", {}, {"weights": w})
-    np.testing.assert_allclose(got, hr.aggregate(s, w, depth=3), rtol=1e-12)
+    np.testing.assert_allclose(got, hr.aggregate(s, w, layers=3), rtol=1e-12)
     np.testing.assert_allclose(got, hr.aggregate(s, w), rtol=1e-12)  # layers beyond 3 carry no weight
 
 

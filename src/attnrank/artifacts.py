@@ -58,11 +58,11 @@ def window_of(params: dict, artifacts: dict | None, kind: str = "selective") -> 
 
 def headrank_weights(weights, params: dict | None = None) -> tuple[np.ndarray, int, str | None]:
     """(weights [L, H], layers needed, normalisation) of a HeadRank artifact: a ``headrank.TrainResult`` (its
-    selected, renormalised weights, its depth and normalisation) or a plain [L, H] array (depth = deepest layer
+    selected, renormalised weights, its layers and normalisation) or a plain [L, H] array (layers = deepest layer
     with a non-zero weight + 1; the aggregate's default normalisation)."""
     params = params or {}
     if hasattr(weights, "selected_weights"):
-        return np.asarray(weights.selected_weights(), np.float64), int(weights.depth), getattr(weights, "normalise", None)
+        return np.asarray(weights.selected_weights(), np.float64), int(weights.layers), getattr(weights, "normalise", None)
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or not np.isfinite(w).all():
         raise _err(params, "headrank", "weights", f"must be a finite [layers, heads] array (got shape {w.shape})")

@@ -15,7 +15,7 @@ heads of very different scale compete on how they order documents, not on magnit
 applied by :func:`aggregate` at inference. It is per head, so truncating layers never changes a kept head's scores.
 
 At inference only the selected heads (smallest set holding ``select_mass`` of the weight, or the ``select_top_m``
-heaviest) are used, renormalised; the deepest selected layer is the truncation depth.
+heaviest) are used, renormalised; the deepest selected layer is the truncation layers.
 
 This module (configuration, inference, storage) needs no torch; training is in ``attnrank.headrank_fit``.
 """
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 NORMALISATIONS = ("zscore", "none")
 SELECTIONS = ("mass", "top_m")
-FORMAT = "attnrank.headrank/1"
+FORMAT = "attnrank.headrank/2"  # 2: "layers" (was "depth")
 
 
 # ------------------------------------------------------------------------------------------------------ config
@@ -123,7 +123,7 @@ class TrainResult:
     Attributes:
         weights: float64 [L, H], softmax over all heads (sums to 1).
         selected: selected heads as (layer, head), 0-based, heaviest first.
-        depth: deepest selected layer, 1-based (layers ``< depth`` are needed at inference).
+        layers: layers needed at inference: the deepest selected layer, 1-based (layers ``0 .. layers-1``).
         loss_history: total objective per step (before that step's update), then the final value.
         train_seconds: wall time of the optimisation.
         normalise: per-head score normalisation used in training (aggregate must use the same).
@@ -135,7 +135,7 @@ class TrainResult:
 
     weights: np.ndarray
     selected: list[tuple[int, int]]
-    depth: int
+    layers: int
     loss_history: list[float]
     train_seconds: float
     normalise: str
@@ -167,24 +167,24 @@ def normalise_scores(cal: np.ndarray, how: str = "zscore") -> np.ndarray:
     return np.where(tiny, 0.0, (x - mu) / np.where(tiny, 1.0, sd))
 
 
-def aggregate(s: QueryScores, weights: np.ndarray, depth: int | None = None, normalise: str = "zscore") -> np.ndarray:
+def aggregate(s: QueryScores, weights: np.ndarray, layers: int | None = None, normalise: str = "zscore") -> np.ndarray:
     """Document scores [k]: sum over (layer, head) of weight × normalised calibrated score (s.raw - s.na).
 
-    Only layers ``< depth`` are read when ``depth`` is given (the cache may then hold just those layers); without
+    Only the first ``layers`` layers are read when ``layers`` is given (the cache may then hold just those layers); without
     it, ``weights`` must have exactly ``s.n_layers`` rows. ``normalise`` must match training (TrainResult.normalise).
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != s.n_heads:
         raise InputError(f"headrank weights: shape {w.shape} does not match {s.n_heads} heads of query {s.qid}")
-    if depth is None:
+    if layers is None:
         if w.shape[0] != s.n_layers:
-            raise InputError(f"headrank weights: {w.shape[0]} layers but query {s.qid} has {s.n_layers} (give depth)")
+            raise InputError(f"headrank weights: {w.shape[0]} layers but query {s.qid} has {s.n_layers} (give layers)")
         n = s.n_layers
     else:
-        n = int(depth)
+        n = int(layers)
         if not 1 <= n <= min(w.shape[0], s.n_layers):
             raise InputError(
-                f"headrank depth: {depth} outside 1..{min(w.shape[0], s.n_layers)} "
+                f"headrank layers: {layers} outside 1..{min(w.shape[0], s.n_layers)} "
                 f"(weights have {w.shape[0]} layers, query {s.qid} has {s.n_layers})"
             )
     cal = s.raw[:n].astype(np.float64) - s.na[:n].astype(np.float64)
@@ -204,7 +204,7 @@ def restrict_weights(weights: np.ndarray, heads: list[tuple[int, int]]) -> np.nd
 
 
 def select_heads(weights: np.ndarray, cfg: HeadRankConfig) -> tuple[list[tuple[int, int]], int]:
-    """Selected heads (heaviest first; ties by layer, then head) and the depth (deepest selected layer, 1-based)."""
+    """Selected heads (heaviest first; ties by layer, then head) and the layers they need (deepest selected layer, 1-based)."""
     w = np.asarray(weights, dtype=np.float64)
     flat = w.ravel()
     order = np.argsort(-flat, kind="stable")
@@ -229,7 +229,7 @@ def save_weights(result: TrainResult, path: str | os.PathLike) -> None:
             "format": FORMAT,
             "n_layers": n_layers,
             "n_heads": n_heads,
-            "depth": result.depth,
+            "layers": result.layers,
             "normalise": result.normalise,
             "selected": [list(x) for x in result.selected],
             "heads": [
@@ -270,7 +270,7 @@ def load_weights(path: str | os.PathLike) -> TrainResult:
         return TrainResult(
             weights=w,
             selected=[(int(l), int(h)) for l, h in d["selected"]],
-            depth=int(d["depth"]),
+            layers=int(d["layers"]),
             loss_history=[float(x) for x in d["loss_history"]],
             train_seconds=float(d["train_seconds"]),
             normalise=str(d["normalise"]),

@@ -185,15 +185,15 @@ def train(scores: list[QueryScores], qrels: pl.DataFrame, cfg: HeadRankConfig | 
     t0 = time.perf_counter()
     weights, history, terms = _optimise(prepare_batch(keep, qmap, cfg.normalise), n_layers, n_heads, cfg)
     seconds = time.perf_counter() - t0
-    selected, depth = select_heads(weights, cfg)
+    selected, layers = select_heads(weights, cfg)
     log.info(
-        "headrank: %d queries, %d steps, loss %.4f -> %.4f, %d heads selected, depth %d/%d, %.2fs",
-        len(keep), cfg.steps, history[0], history[-1], len(selected), depth, n_layers, seconds,
+        "headrank: %d queries, %d steps, loss %.4f -> %.4f, %d heads selected, layers %d/%d, %.2fs",
+        len(keep), cfg.steps, history[0], history[-1], len(selected), layers, n_layers, seconds,
     )
     return TrainResult(
         weights=weights,
         selected=selected,
-        depth=depth,
+        layers=layers,
         loss_history=history,
         train_seconds=seconds,
         normalise=cfg.normalise,
@@ -216,4 +216,4 @@ def train_from_cache(scores_manifest: str, qrels_path: str, spec: dict, out_path
     result = train(load_scores(Path(scores_manifest).parent), pl.read_parquet(qrels_path), HeadRankConfig(**params))
     save_weights(result, out_path)
     return {"train_queries": len(result.train_qids), "skipped": sum(result.skipped.values()),
-            "selected_heads": len(result.selected), "depth": result.depth}
+            "selected_heads": len(result.selected), "layers": result.layers}

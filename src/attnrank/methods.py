@@ -19,8 +19,8 @@ Kinds (layers and heads 0-based):
 - ``selective``: all heads of the layers of ``artifacts["window"]`` = (first_layer, last_layer), inclusive;
   ``calibration``: ``masked`` (default; masked calibration over the window's heads, as ielab/Selective-ICR — needs
   per-head token scores for windows not starting at layer 0), ``na``, ``none``.
-- ``headrank``: ``attnrank.headrank.aggregate(s, weights, depth=...)`` with
-  ``artifacts["weights"]`` a ``headrank.TrainResult`` (its selected weights, depth and normalisation) or an
+- ``headrank``: ``attnrank.headrank.aggregate(s, weights, layers=...)`` with
+  ``artifacts["weights"]`` a ``headrank.TrainResult`` (its selected weights, layers and normalisation) or an
   [L, H] weight array.
 
 Generic pruning params for every kind: ``max_layer`` (0-based index of the last kept layer; deeper layers are
@@ -149,18 +149,18 @@ def layer_cut(params: dict, kind: str, n_layers: int | None = None) -> int | Non
     return None
 
 
-def truncate(s: QueryScores, depth: int) -> QueryScores:
-    """A view of ``s`` with only its first ``depth`` layers (what a model stopped after ``depth`` layers gives)."""
-    if depth >= s.n_layers:
+def truncate(s: QueryScores, layers: int) -> QueryScores:
+    """A view of ``s`` with only its first ``layers`` layers (what a model stopped there gives)."""
+    if layers >= s.n_layers:
         return s
-    return replace(s, raw=s.raw[:depth], na=s.na[:depth], masked_prefix=s.masked_prefix[:depth])
+    return replace(s, raw=s.raw[:layers], na=s.na[:layers], masked_prefix=s.masked_prefix[:layers])
 
 
 def _have_layers(s: QueryScores, need: int, params: dict, kind: str, key: str) -> None:
     if s.n_layers < need:
         raise _err(
             params, kind, key,
-            f"needs {need} layers but the score cache of query '{s.qid}' has {s.n_layers} (engine depth too shallow)",
+            f"needs {need} layers but the score cache of query '{s.qid}' has {s.n_layers} (the attention pass computed too few layers: engine.layers)",
         )
 
 
@@ -181,13 +181,13 @@ def _sum(arr: np.ndarray) -> np.ndarray:
 def icr(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """ICR: all heads of the kept layers (default calibration: ICR's masked N/A calibration)."""
     cal = _calibration(params, "icr")
-    depth = layer_cut(params, "icr")
-    if depth is None:
-        depth = s.n_layers
-    _have_layers(s, depth, params, "icr", "max_layer")
+    layers = layer_cut(params, "icr")
+    if layers is None:
+        layers = s.n_layers
+    _have_layers(s, layers, params, "icr", "max_layer")
     if cal == "masked":
-        return s.masked_prefix[depth - 1].astype(np.float64)
-    arr = s.raw[:depth].astype(np.float64) - (s.na[:depth] if cal == "na" else 0.0)
+        return s.masked_prefix[layers - 1].astype(np.float64)
+    arr = s.raw[:layers].astype(np.float64) - (s.na[:layers] if cal == "na" else 0.0)
     return _sum(arr)
 
 
@@ -309,13 +309,13 @@ def _headrank_describe(p: dict, artifacts: dict, cut: int | None) -> dict:
           describe=_headrank_describe)
 def headrank(s: QueryScores, params: dict, artifacts: dict) -> np.ndarray:
     """HeadRank: learned head weights, ``attnrank.headrank.aggregate`` over the layers they use (cut applied)."""
-    w, depth, normalise = headrank_weights(_artifact(artifacts, "weights", params, "headrank"), params)
+    w, layers, normalise = headrank_weights(_artifact(artifacts, "weights", params, "headrank"), params)
     cut = layer_cut(params, "headrank")
     if cut is not None:
-        depth = min(depth, cut)
-    _have_layers(s, depth, params, "headrank", "weights")
+        layers = min(layers, cut)
+    _have_layers(s, layers, params, "headrank", "weights")
     kwargs = {"normalise": normalise} if normalise else {}
-    return np.asarray(hr.aggregate(s, w, depth=depth, **kwargs), dtype=np.float64)
+    return np.asarray(hr.aggregate(s, w, layers=layers, **kwargs), dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------------------------ API
@@ -363,17 +363,17 @@ def required_layers(kind: str, params: dict, artifacts: dict | None, n_layers: i
 
 
 def engine_layers(methods: dict[str, dict], artifacts: dict[str, dict] | None, n_layers: int | None) -> int | None:
-    """The depth the engine must compute for a set of configured methods (name -> params with ``kind``):
+    """The layers the engine must compute for a set of configured methods (name -> params with ``kind``):
     the deepest any of them needs; None when one needs all layers and ``n_layers`` is unknown."""
-    depths = []
+    layer_counts = []
     for name, params in methods.items():
         if "kind" not in params:
             raise InputError(f"methods.{name}.kind: required")
         d = required_layers(params["kind"], {**params, "name": name}, (artifacts or {}).get(name), n_layers)
         if d is None:
             return n_layers
-        depths.append(d)
-    return max(depths) if depths else n_layers
+        layer_counts.append(d)
+    return max(layer_counts) if layer_counts else n_layers
 
 
 def aggregate(s: QueryScores, kind: str, params: dict, artifacts: dict | None, name: str | None = None,
