@@ -106,7 +106,11 @@ def test_reading_caches_and_ranking_by_attention_methods_imports_no_torch(tmp_pa
     repo = Path(__file__).resolve().parents[1]
     code = textwrap.dedent(f"""
         import json, sys
-        from attnrank import artifacts, config, methods, plan, scorecache
+        import attnrank.artifacts as artifacts
+        import attnrank.config as config
+        import attnrank.methods as methods
+        import attnrank.plan as plan
+        import attnrank.scorecache as scorecache
         cfg = config.read_yaml({str(repo / "config" / "demo.yaml")!r})
         plan.Plan(config.validate(cfg, check_files=False), validated=True).all_outputs()
         scores = scorecache.load_scores({str(cache)!r})
