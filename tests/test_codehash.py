@@ -111,7 +111,7 @@ def method_hashes(pkg: Path, script: Path) -> dict[str, str]:
 def test_editing_a_method_reruns_that_method_and_shared_code_reruns_all(pkg_copy, function, changed):
     pkg, script = pkg_copy
     before = method_hashes(pkg, script)
-    edit_function(pkg / "methods.py", function)
+    edit_function(pkg / Path(methods.__file__).relative_to(PKG), function)
     after = method_hashes(pkg, script)
     assert {k for k in before if before[k] != after[k]} == changed
 
