@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from attnrank import latency as T
+import attnrank.latency as T
 from attnrank.errors import InputError
 
 
 MEASURE_SCRIPT = """
 import json, numpy as np
-from attnrank import latency as T
+import attnrank.latency as T
 def alloc(mb):
     a = np.ones(mb * 1024 * 1024 // 8)  # touched pages -> resident
     return float(a.sum())
