@@ -141,16 +141,17 @@ def test_shards_written_by_other_code_are_discarded(tmp_path, tiny_llama_dir, mo
 def test_engine_code_hash_follows_the_modules_the_attention_pass_runs(tmp_path):
     import shutil
 
-    from attnrank import scorecache
+    from attnrank import codehash, engine, methods, models, prompts, scorecache, tables
 
+    root = Path(codehash.__file__).parent
     pkg = tmp_path / "attnrank"
-    shutil.copytree(Path(scorecache.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     base = scorecache.engine_code_hash(pkg)
-    for name, changes in [("engine.py", True), ("models.py", True), ("prompts.py", True), ("scorecache.py", True),
-                          ("tables.py", False), ("methods.py", False)]:
-        text = (pkg / name).read_text()
-        (pkg / name).write_text(text + "\n# a comment\n")
+    for mod, changes in [(engine, True), (models, True), (prompts, True), (scorecache, True), (tables, False), (methods, False)]:
+        path, name = pkg / Path(mod.__file__).relative_to(root), mod.__name__
+        text = path.read_text()
+        path.write_text(text + "\n# a comment\n")
         assert scorecache.engine_code_hash(pkg) == base, name
-        (pkg / name).write_text(text + "\n_code_probe = 1\n")
+        path.write_text(text + "\n_code_probe = 1\n")
         assert (scorecache.engine_code_hash(pkg) != base) == changes, name
-        (pkg / name).write_text(text)
+        path.write_text(text)
