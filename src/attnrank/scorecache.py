@@ -256,6 +256,24 @@ def _manifest(chash, code, model_dir, scorer, model, layers, cfg, shard_size, to
     }
 
 
+def attention_pass(model_dir: str, candidates_path: str, manifest_path: str, prompt_cfg: dict, layers: int | None,
+                   shard_size: int, batch_size: int | None, dtype: str, token_scores: bool, token_dtype: str,
+                   on_shard: Callable[[int, Path], None] | None = None) -> dict:
+    """The ``attention_scores`` / ``detection_scores`` job: the score cache of a candidates file beside
+    ``manifest_path`` (``dtype``: a torch dtype name or ``auto``; ``on_shard``: see :func:`compute_cache`).
+    Returns counts."""
+    torch_dtype = None
+    if dtype != "auto":
+        import torch
+
+        torch_dtype = getattr(torch, dtype)
+    cache = compute_cache(model_dir, pl.read_parquet(candidates_path), Path(manifest_path).parent, prompt_cfg=dict(prompt_cfg),
+                          layers=layers, shard_size=shard_size, batch_size=batch_size, dtype=torch_dtype,
+                          on_shard=on_shard, token_scores=token_scores, token_dtype=token_dtype)
+    man = read_manifest(cache)
+    return {"queries": man["n_queries"], "shards": len(man["shards"]), "layers": man["n_layers"], "heads": man["n_heads"]}
+
+
 # ---------------------------------------------------------------------------------------------------- read
 def read_manifest(cache_dir: str | os.PathLike) -> dict:
     p = Path(cache_dir) / MANIFEST

@@ -90,6 +90,17 @@ def simulate_kill(what: str = "job") -> None:
     os._exit(137)
 
 
+def shard_kill_hook():
+    """Fault injection for the resume tests of the attention pass: with ``ATTNRANK_TEST_KILL_AFTER_SHARDS=n`` in the
+    environment, an ``on_shard(i, path)`` callback that dies like SIGKILL after shard n (``ATTNRANK_TEST_KILL_WHAT``:
+    ``job`` or ``run``, see :func:`simulate_kill`); else None."""
+    if not os.environ.get("ATTNRANK_TEST_KILL_AFTER_SHARDS"):
+        return None
+    kill_after = int(os.environ["ATTNRANK_TEST_KILL_AFTER_SHARDS"])
+    what = os.environ.get("ATTNRANK_TEST_KILL_WHAT", "job")
+    return lambda i, path: simulate_kill(what) if i + 1 >= kill_after else None
+
+
 def _job_name(smk) -> str:
     rule = getattr(smk, "rule", None) or "job"
     wc = dict(getattr(smk, "wildcards", {}) or {})
