@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
+from .io import save_figure
 from .progress import progress
 from .scores import QueryScores
 
@@ -126,7 +127,6 @@ def plot_heatmap(df: pl.DataFrame, column: str, path: str | Path, title: str | N
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import MaxNLocator
 
-    from .report import save_figure
 
     if column not in df.columns:
         raise InputError(f"heads: no column '{column}' to plot (have {df.columns})")

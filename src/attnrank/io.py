@@ -245,3 +245,12 @@ def read_qrels_tsv(path: str | os.PathLike) -> pl.DataFrame:
             lines.append(n)
     return pl.DataFrame({"qid": qids, "docid": docids, "relevance": rels, "line": lines},
                         schema={"qid": pl.String, "docid": pl.String, "relevance": pl.Int32, "line": pl.Int64})
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` atomically to ``path`` (format from its suffix) and, for a PNG, a PDF beside it (papers)."""
+    path = Path(path)
+    targets = [path] + ([path.with_suffix(".pdf")] if path.suffix.lower() == ".png" else [])
+    for p in targets:
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=p.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")

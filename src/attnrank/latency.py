@@ -17,14 +17,13 @@ import os
 import random
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import polars as pl
 import torch
 
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, save_figure
 
 LATENCY_COLUMNS = [
     "model", "method", "device", "n_queries", "seconds_per_query", "seconds_median", "seconds_total",
@@ -226,7 +225,6 @@ def plot_tradeoff(df: pl.DataFrame, path: str | os.PathLike, metric: str = "ndcg
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    from .report import save_figure
 
     missing = [c for c in ("model", "method", x, metric) if c not in df.columns]
     if missing:

@@ -22,6 +22,7 @@ import polars as pl
 from .progress import progress
 
 from .errors import InputError
+from .io import save_figure
 from .scores import QueryScores
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,6 @@ def plot_profile(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .report import save_figure
 
     metric = next(c for c in profile.columns if c != "layer")
     prof = profile.sort("layer")

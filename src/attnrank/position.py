@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import spearmanr
 
+from .io import save_figure
 from .scores import QueryScores
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,6 @@ def plot(results: pl.DataFrame, path: str | Path, *, order=None, labels: dict[st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import save_figure
     from .tables import TableOrder, display_name
 
     order = order or TableOrder()

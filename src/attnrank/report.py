@@ -17,9 +17,9 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
-from .io import atomic_path, write_text
+from .io import atomic_path, save_figure, write_text
 from .significance import FIRST_STAGE_MODEL
-from .tables import COUNT, DIAGNOSTIC_METRICS, ID_COLS, TableOrder, _fmt_num, display_name, latex_escape, metric_label
+from .tables import COUNT, DIAGNOSTIC_METRICS, ID_COLS, TableOrder, fmt_num, display_name, latex_escape, metric_label
 
 _STYLE = (
     "<style>body{font-family:sans-serif;font-size:14px;margin:12px}"
@@ -114,11 +114,11 @@ def results_html(results: pl.DataFrame, metric: str, metrics: Sequence[str] = ()
 def latency_html(latency: pl.DataFrame, metric: str = "ndcg@10", *, order: TableOrder = TableOrder(),
                  labels: Mapping[str, str] | None = None) -> str:
     """The cost table (``latency.csv``: model, method, seconds per query, passes, tokens, memory, the metric)."""
-    cols = [("seconds_per_query", "ms / query", lambda v: _fmt_num(None if v is None else 1000 * v, ",.1f")),
-            ("forward_passes_per_query", "forward passes / query", lambda v: _fmt_num(v, COUNT)),
-            ("generated_tokens_per_query", "generated tokens / query", lambda v: _fmt_num(v, COUNT)),
-            ("peak_mem_bytes", "peak memory (GiB)", lambda v: _fmt_num(None if v is None else v / 2**30, ".2f")),
-            (metric, f"{metric_label(metric)} (x100)", lambda v: _fmt_num(None if v is None else 100 * v, ".1f"))]
+    cols = [("seconds_per_query", "ms / query", lambda v: fmt_num(None if v is None else 1000 * v, ",.1f")),
+            ("forward_passes_per_query", "forward passes / query", lambda v: fmt_num(v, COUNT)),
+            ("generated_tokens_per_query", "generated tokens / query", lambda v: fmt_num(v, COUNT)),
+            ("peak_mem_bytes", "peak memory (GiB)", lambda v: fmt_num(None if v is None else v / 2**30, ".2f")),
+            (metric, f"{metric_label(metric)} (x100)", lambda v: fmt_num(None if v is None else 100 * v, ".1f"))]
     cols = [c for c in cols if c[0] in latency.columns]
     where = ""
     if "device" in latency.columns and latency["device"].n_unique() == 1:
@@ -279,15 +279,6 @@ def write_diagnostics(sidecars: Mapping[str | Path, Mapping[str, str]], out_dir:
 
 
 # ------------------------------------------------------------------------------------------------------ plots
-def save_figure(fig, path: str | Path) -> None:
-    """Write ``fig`` atomically to ``path`` (format from its suffix) and, for a PNG, a PDF beside it (papers)."""
-    path = Path(path)
-    targets = [path] + ([path.with_suffix(".pdf")] if path.suffix.lower() == ".png" else [])
-    for p in targets:
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, format=p.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
-
-
 def plot_effectiveness(results: pl.DataFrame, path: str | Path, metric: str = "ndcg@10", *,
                        order: TableOrder = TableOrder(), labels: Mapping[str, str] | None = None) -> None:
     """One panel per dataset: ``metric`` of every run (first stages, then each model's re-rankers) with its 95%

@@ -306,7 +306,7 @@ def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: 
 COUNT = "count"  # format of counts: an integer as an integer ("1"), a fractional mean with one decimal ("91.3")
 
 
-def _fmt_num(v: float | None, fmt: str) -> str:
+def fmt_num(v: float | None, fmt: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "--"
     if fmt == COUNT:
@@ -355,7 +355,7 @@ def latency_table(latency: pl.DataFrame, effectiveness: pl.DataFrame | None = No
         methods = TableOrder.sort([m for (mo, m) in rows if mo == model], order.methods)
         best = {}
         for key, _, fmt, better in cols:
-            shown = [_fmt_num(rows[(model, m)][key], fmt) for m in methods]
+            shown = [fmt_num(rows[(model, m)][key], fmt) for m in methods]
             nums = [float(s.replace(",", "")) for s in shown if s != "--"]
             if better and len(nums) > 1 and min(nums) != max(nums):
                 best[key] = format(max(nums) if better == "max" else min(nums), fmt)
@@ -364,7 +364,7 @@ def latency_table(latency: pl.DataFrame, effectiveness: pl.DataFrame | None = No
         for j, m in enumerate(methods):
             cells = [latex_escape(display_name(labels, model)) if j == 0 else "", latex_escape(display_name(labels, m))]
             for key, _, fmt, _ in cols:
-                s = _fmt_num(rows[(model, m)][key], fmt)
+                s = fmt_num(rows[(model, m)][key], fmt)
                 cells.append(rf"\textbf{{{s}}}" if best.get(key) == s else s)
             lines.append(" & ".join(cells) + r" \\")
     return "\n".join(lines + _end(len(cols), wide_above=LATENCY_WIDE_ABOVE))
