@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 import polars as pl
 
@@ -189,3 +190,20 @@ def _require(df: pl.DataFrame, cols: tuple[str, ...], what: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise InputError(f"detection: {what} lacks column(s) {missing} (has {df.columns})")
+
+
+def detect_heads(scores_manifest: str, detection_path: str, temperature: float, out_heads: str, out_provenance: str, *,
+                 model: str, order: str, detection: dict, prompt: dict) -> dict:
+    """The ``detect_heads`` job: score every (layer, head) on the detection set's score cache (qr-mass, QRHead,
+    CoRe at ``temperature``), rank them and record the provenance. Returns counts."""
+    from . import heads, io, scorecache
+
+    cache = Path(scores_manifest).parent
+    labels = positive_labels(pl.read_parquet(detection_path))
+    table = heads.score_heads(scorecache.iter_scores(cache), labels, temperature)
+    io.write_parquet(table, out_heads)
+    io.write_json(out_provenance, heads.provenance(
+        model=model, order=order, temperature=temperature, detection=dict(detection), prompt=dict(prompt),
+        manifest=scorecache.read_manifest(cache), n_samples=len(labels),
+    ))
+    return {"heads": table.height, "samples": len(labels)}

@@ -143,3 +143,14 @@ def plot_profile(
     ax.grid(alpha=0.3)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def profile_job(scores_manifest: str, qrels_path: str, metric: str, out_path: str) -> dict:
+    """The ``layer_profile`` job: the per-layer profile of the tuning split's score cache. Returns counts."""
+    from .io import write_parquet
+    from .scorecache import load_scores
+
+    scores = load_scores(Path(scores_manifest).parent)
+    profile = profile_layers(scores, pl.read_parquet(qrels_path), metric=metric)
+    write_parquet(profile, out_path)
+    return {"queries": len(scores), "layers": profile.height}

@@ -324,17 +324,57 @@ def plot_effectiveness(results: pl.DataFrame, path: str | Path, metric: str = "n
     plt.close(fig)
 
 
+# ------------------------------------------------------------------------------------------------------ jobs
+def tables_job(evals: Sequence[str], latency_paths: Sequence[str], out_dir: str | Path, grid_dir: str | Path, *,
+               metric: str, metrics: Sequence[str], baseline: str, significance: Mapping, order: Mapping,
+               labels: Mapping[str, str], candidates: Mapping, cells: Mapping, sidecars: Mapping) -> dict:
+    """The ``tables`` job: results.csv / .tex, main.tex, latency.tex (``attnrank.tables``) and the framework x
+    mechanism grid (``attnrank.grid``). Returns counts."""
+    from . import grid, tables
 
-def used_components(sidecars: Mapping[str, str | Path]) -> dict[str, dict]:
-    """{method: {"kind", "heads": [(layer, head)], "window": (a, b)}} from the sidecars of one model's attention
-    runs ({method: path}), for marking heat maps and the layer profile with what each method really used."""
-    out = {}
-    for method, path in sidecars.items():
-        used = json.loads(Path(path).read_text())
-        entry = {"kind": used.get("kind") or (used.get("spec") or {}).get("kind")}
-        if used.get("heads") is not None:
-            entry["heads"] = [(int(h[0]), int(h[1])) for h in used["heads"]]
-        if used.get("window") is not None:
-            entry["window"] = (int(used["window"][0]), int(used["window"][1]))
-        out[method] = entry
-    return out
+    results = tables.write_tables(
+        list(evals), out_dir, metric, metrics=metrics, baseline=baseline, significance=dict(significance),
+        latency_paths=list(latency_paths), order=TableOrder(**{k: tuple(v) for k, v in order.items()}),
+        labels=dict(labels), candidates=dict(candidates),
+    )
+    grid.write_grid(results, cells, metric, grid_dir, latency_paths=list(latency_paths), sidecars=dict(sidecars),
+                    methods_order=order["methods"], labels=dict(labels))
+    return {"evals": len(evals), "latency_files": len(latency_paths)}
+
+
+def report_job(results_csv: str, grid_csv: str, outputs: Mapping[str, str], *, metric: str, metrics: Sequence[str],
+               order: Mapping, labels: Mapping[str, str], candidates: Mapping, sidecars: Mapping) -> dict:
+    """The ``report_tables`` job: results and grid as HTML, the diagnostics table from every run's sidecar, the
+    effectiveness figure. Returns counts."""
+    table_order = TableOrder(**{k: tuple(v) for k, v in order.items()})
+    labels = dict(labels)
+    results = pl.read_csv(results_csv, infer_schema_length=None)
+    write_text(outputs["html"], results_html(results, metric, metrics, order=table_order, labels=labels, candidates=dict(candidates)))
+    write_text(outputs["grid"], grid_html(pl.read_csv(grid_csv, infer_schema_length=None), order=table_order, labels=labels))
+    diag = write_diagnostics(dict(sidecars), Path(outputs["diagnostics"]).parent, order=table_order, labels=labels)
+    plot_effectiveness(results, outputs["plot"], metric, order=table_order, labels=labels)
+    return {"runs": diag.height}
+
+
+def latency_job(runs: Sequence[str], results_csv: str, outputs: Mapping[str, str], *, metric: str, sample: Mapping,
+                order: Mapping, labels: Mapping[str, str]) -> dict:
+    """The ``latency_table`` job: every model's latency rows joined with the main metric on the latency sample's
+    dataset and first stage; latency.csv, the trade-off figure (first stage as a reference line) and the HTML
+    table. Returns counts."""
+    from . import latency
+
+    lat = pl.concat([pl.read_csv(p) for p in runs], how="vertical_relaxed")
+    res = pl.read_csv(results_csv).filter(
+        (pl.col("metric") == metric) & (pl.col("dataset") == sample["dataset"]) & (pl.col("retriever") == sample["retriever"])
+    )
+    table = lat.join(res.select("model", "method", pl.col("value").alias(metric)), on=["model", "method"], how="left")
+    latency.write_latency_csv(table, outputs["csv"])
+    labels = dict(labels)
+    first = res.filter((pl.col("model") == "-") & (pl.col("method") == sample["retriever"]))
+    reference = {f"{labels.get(sample['retriever'], sample['retriever'])} (first stage)": first["value"][0]} if first.height else {}
+    n_eval = res["n_queries"].max() if res.height else 0
+    title = (f"{labels.get(sample['dataset'], sample['dataset'])}: {metric_label(metric)} on {n_eval} queries "
+             f"vs. seconds per query on {lat['n_queries'].max()} sampled queries")
+    latency.plot_tradeoff(table, outputs["plot"], metric=metric, reference=reference, title=title, labels=labels)
+    write_text(outputs["html"], latency_html(table, metric, order=TableOrder(**{k: tuple(v) for k, v in order.items()}), labels=labels))
+    return {"rows": table.height, f"without_{metric}": table[metric].null_count()}

@@ -3,17 +3,11 @@ from attnrank import wiring
 
 
 def main(smk):
-    import polars as pl
+    from attnrank import figures
 
-    from attnrank import layers, report, tables
-
-    w, p = smk.wildcards, smk.params
-    windows = {tables.display_name(p.labels, m): u["window"]
-               for m, u in report.used_components(dict(p.sidecars)).items() if u.get("window")}
-    layers.plot_profile(pl.read_parquet(smk.input.profile), smk.output.plot, windows=windows,
-                        title=f"single-layer {tables.metric_label(p.metric)} on the tuning split, "
-                              f"{tables.display_name(p.labels, w.model)}, {w.order} order")
-    return {"windows": len(windows)}
+    p, w = smk.params, smk.wildcards
+    return figures.layer_plot_job(smk.input.profile, smk.output.plot, w.model, w.order, metric=p.metric,
+                                  sidecars=p.sidecars, labels=p.labels)
 
 
 wiring.run(snakemake, main)

@@ -3,15 +3,11 @@ from attnrank import wiring
 
 
 def main(smk):
-    import polars as pl
-
-    from attnrank import position, tables
+    from attnrank import figures
 
     p = smk.params
-    results = pl.read_csv(smk.input[0], infer_schema_length=None)
-    position.plot(results, smk.output.plot, order=tables.TableOrder(**{k: tuple(v) for k, v in p.order.items()}),
-                  labels=dict(p.labels), prompt_order=p.prompt_order)
-    return {"runs": results.filter(pl.col("metric") == position.METRIC).height}
+    return figures.position_bias_job(smk.input[0], smk.output.plot, order=p.order, labels=p.labels,
+                                     prompt_order=p.prompt_order)
 
 
 wiring.run(snakemake, main)

@@ -6,18 +6,12 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import grid, tables
+    from attnrank import report
 
-    p = smk.params
-    results = tables.write_tables(
-        list(smk.input.evals), Path(smk.output.csv).parent, p.metric, metrics=p.metrics, baseline=p.baseline,
-        significance=dict(p.significance), latency_paths=list(smk.input.latency),
-        order=tables.TableOrder(**{k: tuple(v) for k, v in p.order.items()}),
-        labels=dict(p.labels), candidates=dict(p.candidates),
-    )
-    grid.write_grid(results, p.cells, p.metric, Path(smk.output.grid).parent, latency_paths=list(smk.input.latency),
-                    sidecars=dict(p.sidecars), methods_order=p.order["methods"], labels=dict(p.labels))
-    return {"evals": len(smk.input.evals), "latency_files": len(smk.input.latency)}
+    p, out = smk.params, smk.output
+    return report.tables_job(list(smk.input.evals), list(smk.input.latency), Path(out.csv).parent, Path(out.grid).parent,
+                             metric=p.metric, metrics=p.metrics, baseline=p.baseline, significance=p.significance,
+                             order=p.order, labels=p.labels, candidates=p.candidates, cells=p.cells, sidecars=p.sidecars)
 
 
 wiring.run(snakemake, main)
