@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from attnrank import dense
+from attnrank.retrieval import dense
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -82,7 +82,7 @@ def main() -> None:
           f"same doc ids: {same}, max |score diff| {np.abs(cs - ns.numpy()).max():.2e}")
 
     if a.encode_docs:
-        from attnrank.synthetic import make_collection
+        from attnrank.data.synthetic import make_collection
 
         with tempfile.TemporaryDirectory() as tmp:
             make_collection(tmp, n_docs=a.encode_docs, n_queries=12, doc_words=(120, 220))

@@ -36,8 +36,8 @@ PROMPT_CFG = {"max_doc_tokens": None}
 
 
 def make_item(n_docs: int, seed: int = 13):
-    from attnrank.engine import QueryInput
-    from attnrank.synthetic import make_collection
+    from attnrank.attention.engine import QueryInput
+    from attnrank.data.synthetic import make_collection
 
     with tempfile.TemporaryDirectory() as d:
         make_collection(d, n_docs=max(n_docs, 12), n_queries=1, seed=seed, doc_words=(60, 90))
@@ -50,10 +50,10 @@ def worker(method: str, n_docs: int, model_dir: str, threads: int = 0) -> dict:
     import psutil
     import torch
 
-    from attnrank.capture import Capture, attn_implementation, capturing
-    from attnrank.engine import Scorer
+    from attnrank.attention.capture import Capture, attn_implementation, capturing
+    from attnrank.attention.engine import Scorer
     from attnrank.models import load_model
-    from attnrank.prompts import PromptBuilder, model_max_length
+    from attnrank.attention.prompts import PromptBuilder, model_max_length
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
     model, tok = load_model(model_dir, device="cpu", dtype=torch.float32)

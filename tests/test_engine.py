@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from attnrank.capture import Capture
-from attnrank.engine import QueryInput, Scorer, masked_prefix_scores
+from attnrank.attention.capture import Capture
+from attnrank.attention.engine import QueryInput, Scorer, masked_prefix_scores
 from engine_oracle import reference_scores
 from attnrank.models import build_tiny_model, load_model
 
@@ -120,7 +120,7 @@ def test_no_chat_template(tiny_llama, caplog):
     model, tok = tiny_llama
     plain = copy.deepcopy(tok)
     plain.chat_template = None
-    with caplog.at_level(logging.INFO, logger="attnrank.prompts"):
+    with caplog.at_level(logging.INFO, logger="attnrank.attention.prompts"):
         got = Scorer(model, plain, {}).score(ITEMS[:2])
     assert "no chat template" in caplog.text
     for item, g in zip(ITEMS[:2], got):
@@ -132,7 +132,7 @@ def test_no_chat_template(tiny_llama, caplog):
 def test_overlong_prompt_truncated_with_warning(tiny_llama, caplog):
     model, tok = tiny_llama
     cfg = {"max_length": 60, "max_doc_tokens": None}
-    with caplog.at_level(logging.WARNING, logger="attnrank.prompts"):
+    with caplog.at_level(logging.WARNING, logger="attnrank.attention.prompts"):
         got = Scorer(model, tok, cfg).score(ITEMS[3:])
     assert "exceeds max_length 60" in caplog.text
     assert_same(got[0], reference_scores(model, tok, ITEMS[3], cfg))

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 import torch
 
-from attnrank import generation as G
-from attnrank import lm, textrerank
-from attnrank import texttypes as T
+from attnrank.text import rankgpt as G
+from attnrank.text import lm, rerank
+from attnrank.text import base as T
 from attnrank.errors import InputError
 from attnrank.models import build_tiny_model, load_model
 
@@ -144,7 +144,7 @@ def test_rankgpt_prompt_lists_every_passage(tiny):
 
 
 def test_truncation_matches_attention_prompt(tiny):
-    from attnrank.prompts import PromptBuilder
+    from attnrank.attention.prompts import PromptBuilder
 
     _, tok = tiny
     long = " ".join(["planet"] * 50)
@@ -184,7 +184,7 @@ def _candidates():
 ])
 def test_rerank_candidates_every_kind(tiny, kind, params):
     cands = _candidates()
-    run, stats = textrerank.rerank_candidates(kind, tiny, cands, params, progress=False)
+    run, stats = rerank.rerank_candidates(kind, tiny, cands, params, progress=False)
     assert run.columns == ["qid", "docid", "score"]
     got = sorted(zip(run["qid"], run["docid"]))
     assert got == sorted(zip(cands["qid"], cands["docid"]))
@@ -194,6 +194,6 @@ def test_rerank_candidates_every_kind(tiny, kind, params):
 
 def test_rerank_candidates_bad_input(tiny):
     with pytest.raises(InputError, match="unknown re-ranker kind"):
-        textrerank.rerank_candidates("bogus", tiny, _candidates(), {}, progress=False)
+        rerank.rerank_candidates("bogus", tiny, _candidates(), {}, progress=False)
     with pytest.raises(InputError, match="missing column"):
-        textrerank.rerank_candidates("yesno", tiny, _candidates().drop("text"), {}, progress=False)
+        rerank.rerank_candidates("yesno", tiny, _candidates().drop("text"), {}, progress=False)

@@ -10,13 +10,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from attnrank import attnscoring, grid, methods, textkinds
-from attnrank import setwise as S
-from attnrank.engine import QueryInput, Scorer
+from attnrank.attention import methods
+from attnrank.evaluation import grid
+from attnrank.text import attnscoring, kinds
+from attnrank.text import setwise as S
+from attnrank.attention.engine import QueryInput, Scorer
 from attnrank.errors import InputError
-from attnrank.generation import sliding_windows
-from attnrank.textrerank import get_reranker
-from attnrank.texttypes import Stats
+from attnrank.text.rankgpt import sliding_windows
+from attnrank.text.rerank import get_reranker
+from attnrank.text.base import Stats
 
 QUERY = "which planet has the largest moon orbit"
 PROMPT = {"max_doc_tokens": 12, "order": "reversed"}
@@ -136,8 +138,8 @@ def test_pointwise_attention_scores_every_passage_alone(tiny_llama, record):
 def test_listwise_likelihood_orders_a_window_by_label_logits(tiny_llama):
     import torch
 
-    from attnrank.lm import Frame
-    from attnrank.texttypes import resolve_params
+    from attnrank.text.lm import Frame
+    from attnrank.text.base import resolve_params
 
     model, tok = tiny_llama
     docs = _docs(5)
@@ -180,9 +182,9 @@ def test_text_params_and_bad_specs_are_one_line_errors(tmp_path):
     assert p["max_doc_tokens"] == 50 and p["prompt"]["order"] == "reversed" and p["_artifacts"]["heads"].height == 4
     assert attnscoring.text_params("g", {"kind": "rankgpt"}, {"max_doc_tokens": 50}) == {"max_doc_tokens": 50}
     with pytest.raises(InputError, match=r"methods\.lw\.attention: scoring by attention needs"):
-        textkinds.text_attention_spec("rankgpt", {"scoring": "attention"}, "lw")
+        kinds.text_attention_spec("rankgpt", {"scoring": "attention"}, "lw")
     with pytest.raises(InputError, match=r"methods\.lw\.attention\.kind: unknown attention kind 'icrr'"):
-        textkinds.text_attention_spec("rankgpt", {"scoring": "attention", "attention": {"kind": "icrr"}}, "lw")
+        kinds.text_attention_spec("rankgpt", {"scoring": "attention", "attention": {"kind": "icrr"}}, "lw")
     with pytest.raises(InputError, match=r"methods\.sw\.attention\.k_head: unknown parameter"):
         attnscoring.text_attention_spec("setwise", {"scorer": "attention", "attention": {"kind": "qrhead", "k_head": 2}}, "sw")
     assert attnscoring.text_attention_spec("setwise", {"scorer": "generation", "attention": {"kind": "icr"}}, "sw") is None
@@ -205,7 +207,7 @@ def _write_heads(tmp_path):
 
 
 def test_latency_times_attention_scored_frameworks(tiny_llama):
-    from attnrank.latency import benchmark_rerank, summarize
+    from attnrank.evaluation.latency import benchmark_rerank, summarize
 
     model, tok = tiny_llama
     rows = [(q, f"query {q}", d, r + 1, t) for q in ("q1", "q2") for r, (d, t) in enumerate(_docs(4))]

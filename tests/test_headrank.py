@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from attnrank.errors import InputError
-from attnrank.headrank import (
+from attnrank.selection.headrank import (
     HeadRankConfig,
     aggregate,
     load_weights,
@@ -17,9 +17,9 @@ from attnrank.headrank import (
     save_weights,
     select_heads,
 )
-from attnrank.headrank_fit import train
-from attnrank.selectivity import selectivity
-from attnrank.scores import QueryScores
+from attnrank.selection.headrank_fit import train
+from attnrank.selection.selectivity import selectivity
+from attnrank.attention.scores import QueryScores
 
 L, H, K = 3, 4, 20
 
@@ -88,8 +88,8 @@ def test_weight_mass_concentrates_on_separating_head_and_loss_decreases():
 def test_gradient_points_weight_to_separating_head():
     import torch
 
-    from attnrank.headrank_fit import objective as _objective, prepare_batch as _prepare
-    from attnrank.selectivity import qrels_map as _qrels_map
+    from attnrank.selection.headrank_fit import objective as _objective, prepare_batch as _prepare
+    from attnrank.selection.selectivity import qrels_map as _qrels_map
 
     scores, qrels = toy(graded=True)
     cfg = HeadRankConfig(entropy_weight=0.0, reg_score_entropy=0.0, reg_middle_var=0.0, progress=False)

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from attnrank.errors import InputError
-from attnrank.heads import plot_heatmap, score_heads, top_heads
-from attnrank.scores import QueryScores
+from attnrank.selection.heads import plot_heatmap, score_heads, top_heads
+from attnrank.attention.scores import QueryScores
 
 
 def sample(qid: str, raw: np.ndarray, docids: list[str], masked_head: np.ndarray | None = None) -> QueryScores:

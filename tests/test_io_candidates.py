@@ -1,7 +1,9 @@
 import polars as pl
 import pytest
 
-from attnrank import candidates, data, io
+from attnrank import io
+from attnrank.data import sources
+from attnrank.retrieval import candidates
 from attnrank.errors import InputError
 
 
@@ -38,7 +40,7 @@ def _ds():
     corpus = pl.DataFrame({"docid": ["d1", "d2", "d3"], "title": ["T", "", ""], "text": ["one two three four", "five", "six"]})
     queries = pl.DataFrame({"qid": ["q1", "q2"], "text": ["hello", "world"]})
     qrels = pl.DataFrame({"qid": ["q1", "q2"], "docid": ["d1", "d2"], "relevance": [1, 1]}, schema_overrides={"relevance": pl.Int32})
-    return data.Dataset(corpus, queries, qrels)
+    return sources.Dataset(corpus, queries, qrels)
 
 
 def test_candidates_build_truncates_and_skips(caplog):
@@ -69,8 +71,8 @@ def test_merge_with_tail_keeps_first_stage_tail():
 def test_one_candidates_reader_for_engine_and_text_rerankers():
     """Both re-ranker families read candidates through candidates.per_query: rank order, equal ranks by docid
     (never by row), queries in order of first appearance."""
-    from attnrank.engine import iter_candidates
-    from attnrank.textrerank import iter_queries
+    from attnrank.attention.engine import iter_candidates
+    from attnrank.text.rerank import iter_queries
 
     cands = pl.DataFrame({"qid": ["9", "9", "9", "1"], "query": ["q9"] * 3 + ["q1"], "docid": ["c", "b", "a", "x"],
                           "rank": [2, 1, 1, 1], "score": [0.0] * 4, "text": ["tc", "tb", None, "tx"]})

@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-import attnrank.latency as T
+import attnrank.evaluation.latency as T
 from attnrank.errors import InputError
 
 
 MEASURE_SCRIPT = """
 import json, numpy as np
-import attnrank.latency as T
+import attnrank.evaluation.latency as T
 def alloc(mb):
     a = np.ones(mb * 1024 * 1024 // 8)  # touched pages -> resident
     return float(a.sum())

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from attnrank.errors import InputError
-from attnrank.layers import plot_profile, profile_layers, select_window
-from attnrank.scores import QueryScores
+from attnrank.selection.layers import plot_profile, profile_layers, select_window
+from attnrank.attention.scores import QueryScores
 
 
 def qscores(qid: str, raw: np.ndarray, na: np.ndarray | None = None) -> QueryScores:

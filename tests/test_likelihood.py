@@ -7,9 +7,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from attnrank import likelihood as L
-from attnrank.lm import Frame
-from attnrank.texttypes import Stats, resolve_params
+from attnrank.text import likelihood as L
+from attnrank.text.lm import Frame
+from attnrank.text.base import Stats, resolve_params
 from attnrank.errors import InputError
 from attnrank.models import build_tiny_model, load_model
 

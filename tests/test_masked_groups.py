@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attnrank import methods
-from attnrank.capture import attn_implementation
-from attnrank.engine import Scorer
-from attnrank.prompts import PromptBuilder, model_max_length
-from attnrank.scores import masked_group, masked_sum
+from attnrank.attention import methods
+from attnrank.attention.capture import attn_implementation
+from attnrank.attention.engine import Scorer
+from attnrank.attention.prompts import PromptBuilder, model_max_length
+from attnrank.attention.scores import masked_group, masked_sum
 
 from test_engine import ITEMS
 
@@ -67,7 +67,7 @@ def test_masked_subset_and_window_equal_direct(tiny_llama):
 
 def methods_heads_table(n_layers, n_heads, best):
     """A head table whose qrhead ranking puts ``best`` first (in that order)."""
-    from attnrank.heads import head_table
+    from attnrank.selection.heads import head_table
 
     score = np.zeros((n_layers, n_heads))
     for i, (l, h) in enumerate(best):
@@ -88,7 +88,7 @@ def test_masked_sum_rules():
 def test_tokens_survive_the_cache(tmp_path, tiny_llama_dir):
     import polars as pl
 
-    from attnrank import scorecache
+    from attnrank.attention import scorecache
 
     rows = [(it.qid, it.query, d, r + 1, 1.0, t) for it in ITEMS for r, (d, t) in enumerate(zip(it.docids, it.texts))]
     cands = pl.DataFrame(rows, schema=["qid", "query", "docid", "rank", "score", "text"], orient="row")

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from attnrank import methods
+from attnrank.attention import methods
 from attnrank.errors import InputError
-from attnrank.heads import head_table
-from attnrank.scores import QueryScores
+from attnrank.selection.heads import head_table
+from attnrank.attention.scores import QueryScores
 
 L, H, K = 6, 4, 5
 
@@ -122,7 +122,7 @@ def test_selective_window_and_cut():
 
 def test_headrank_delegates(monkeypatch):
     calls = []
-    fake = types.ModuleType("attnrank.headrank")
+    fake = types.ModuleType("attnrank.selection.headrank")
 
     def aggregate(s, weights, layers=None, normalise="zscore"):
         calls.append((layers, normalise))
@@ -232,7 +232,7 @@ def test_engine_layers_too_shallow_is_an_error(heads_table):
 
 
 def test_headrank_with_the_real_module():
-    hr = pytest.importorskip("attnrank.headrank")
+    hr = pytest.importorskip("attnrank.selection.headrank")
     s = make_scores("q1", 11)
     w = np.zeros((L, H))
     w[2, 1], w[0, 3] = 0.7, 0.3

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from attnrank import bright, config
+from attnrank import config
+from attnrank.data import bright
 from helpers import REPO, scheduled_jobs
 
 PAPER = REPO / "config" / "paper.yaml"
@@ -174,13 +175,13 @@ def test_bright_loads_through_datasets_and_excluded_pairs_leave_runs(tmp_path, m
     import datasets
     import polars as pl
 
-    from attnrank import data
+    from attnrank.data import sources
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     src = _local_bright(tmp_path / "BRIGHT")
-    ds = data.load({"source": "bright", "domain": "biology", "path": str(src)}, "bright-biology")
+    ds = sources.load({"source": "bright", "domain": "biology", "path": str(src)}, "bright-biology")
     assert ds.queries.height == 2 and ds.corpus.height == 6 and ds.qrels.height == 3
-    data.save(ds, tmp_path / "out")
+    sources.save(ds, tmp_path / "out")
     excluded = bright.read_excluded(tmp_path / "out" / "meta.json")
     assert sorted(excluded.iter_rows()) == [("q2", "d4"), ("q2", "d5")]
     run = pl.DataFrame({"qid": ["q2", "q2", "q2", "q1"], "docid": ["d4", "d3", "d5", "d4"], "score": [4.0, 3.0, 2.0, 1.0]})

@@ -2,7 +2,9 @@
 
 import pytest
 
-from attnrank import config, methods, params, textkinds
+from attnrank import config, params
+from attnrank.attention import methods
+from attnrank.text import kinds
 from attnrank.errors import InputError
 
 BASE = {
@@ -12,7 +14,7 @@ BASE = {
     "detection": {"dataset": "t", "retriever": "bm25"},
     "tuning": {"dataset": "t", "retriever": "bm25"},
 }
-SPECS = {**{k: methods.PARAMS[k] for k in methods.METHODS}, **textkinds.TEXT_KINDS}
+SPECS = {**{k: methods.PARAMS[k] for k in methods.METHODS}, **kinds.TEXT_KINDS}
 TYPED = [(kind, key, p) for kind, spec in SPECS.items() for key, p in spec.params.items() if p.type != "any"]
 
 
@@ -54,11 +56,11 @@ def test_unknown_param_names_the_method_not_the_kind(kind):
 def test_text_runtime_checks_before_loading_the_model_and_names_the_method():
     import polars as pl
 
-    from attnrank import textrerank
+    from attnrank.text import rerank
 
     cands = pl.DataFrame({"qid": ["q"], "query": ["x"], "docid": ["d"], "rank": [1], "text": ["y"]})
     with pytest.raises(InputError) as e:
-        textrerank.rerank_candidates("setwise", (None, None), cands, {"c": 0}, name="sw3")
+        rerank.rerank_candidates("setwise", (None, None), cands, {"c": 0}, name="sw3")
     assert str(e.value) == "methods.sw3.c: expected an integer >= 1, got 0"
 
 
@@ -70,5 +72,5 @@ def test_attention_runtime_uses_the_same_declaration():
 
 
 def test_text_defaults_come_from_the_declaration():
-    p = textkinds.resolve_text("rankgpt", {"max_doc_tokens": 50}, "rg")
+    p = kinds.resolve_text("rankgpt", {"max_doc_tokens": 50}, "rg")
     assert p["max_doc_tokens"] == 50 and p["window"] == 20 and p["stride"] == 10 and p["_name"] == "rg"

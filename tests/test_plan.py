@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from attnrank import config, paths, plan, prompts
+from attnrank import config, paths, plan
+from attnrank.attention import prompts
 from attnrank.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_renamed_prompt_keys_are_rejected_by_the_prompt_config(old, new):
 
 def test_no_old_spelling_left_in_configs_code_and_docs():
     """One spelling per concept: the old names appear only where they are rejected (and in this test)."""
-    allowed = {"src/attnrank/config.py", "src/attnrank/prompts.py", "tests/test_plan.py", "tests/test_generation.py"}
+    allowed = {"src/attnrank/config.py", "src/attnrank/attention/prompts.py", "tests/test_plan.py", "tests/test_generation.py"}
     old = re.compile(r"\b(doc_max_tokens|doc_max_words|engine_depth|required_depth|head_ranking|headrank_train)\b")
     bad = []
     for p in [*REPO.glob("*.yaml"), *REPO.glob("config/*.yaml"), *REPO.glob("src/**/*.py"), *REPO.glob("src/**/*.yaml"),

@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from attnrank import generation as G
-from attnrank import lm
-from attnrank import texttypes as T
-from attnrank import setwise as S
+from attnrank.text import rankgpt as G
+from attnrank.text import lm
+from attnrank.text import base as T
+from attnrank.text import setwise as S
 from attnrank.models import build_tiny_tokenizer
 
 PARAMS = {"max_doc_tokens": 40, "max_doc_words": None, "use_chat_template": True}

@@ -9,7 +9,7 @@ import pytest
 
 from attnrank.errors import InputError
 from attnrank.models import build_tiny_tokenizer
-from attnrank.prompts import PromptBuilder, PromptConfig, prompt_order
+from attnrank.attention.prompts import PromptBuilder, PromptConfig, prompt_order
 
 DOCS = ["planet star orbit telescope", "bank loan interest market stock bond", "", "whale coral reef"]
 
@@ -41,7 +41,7 @@ def test_spans_are_exact_and_prefix_is_shared(tok):
 def test_plain_prompt_without_chat_template(tok, caplog):
     plain = copy.deepcopy(tok)
     plain.chat_template = None
-    with caplog.at_level(logging.INFO, logger="attnrank.prompts"):
+    with caplog.at_level(logging.INFO, logger="attnrank.attention.prompts"):
         p = PromptBuilder(plain, {}).build("planet", DOCS[:1])
     assert "no chat template" in caplog.text
     assert "<|im_start|>" not in tok.decode(p.prefix_ids + p.query_ids)
@@ -88,7 +88,7 @@ def test_doc_truncation_tokens_and_words(tok):
 def test_overlong_prompt_proportional_truncation(tok, caplog):
     docs = [" ".join(["star"] * 40), " ".join(["moon"] * 20)]
     b = PromptBuilder(tok, {"max_length": 80, "max_doc_tokens": None})
-    with caplog.at_level(logging.WARNING, logger="attnrank.prompts"):
+    with caplog.at_level(logging.WARNING, logger="attnrank.attention.prompts"):
         p = b.build("planet", docs, qid="long-q")
     assert "long-q" in caplog.text and "exceeds max_length 80" in caplog.text
     assert p.truncated and p.length <= 80

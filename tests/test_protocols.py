@@ -6,8 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from attnrank import candidates, position
-from attnrank.scores import QueryScores
+from attnrank.attention import position
+from attnrank.retrieval import candidates
+from attnrank.attention.scores import QueryScores
 
 
 def test_self_matches_are_dropped_and_counted():

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from attnrank import report, tables
+from attnrank.evaluation import report, tables
 from attnrank.errors import InputError
-from attnrank.tables import TableOrder
+from attnrank.evaluation.tables import TableOrder
 
 
 def per_query(runs, metric="ndcg@10"):
@@ -138,7 +138,7 @@ def test_grid_html_one_table_per_model_dataset_first_stage_with_labels():
 
 
 def test_position_bias_plot_one_bar_per_prompt_order_png_and_pdf(tmp_path):
-    from attnrank import position
+    from attnrank.attention import position
 
     rows = [{"dataset": "d", "retriever": "bm25", "model": "m", "method": f"{m}@{o}", "metric": position.METRIC,
              "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "n_queries": 5}

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from attnrank.engine import Scorer, iter_candidates
+from attnrank.attention.engine import Scorer, iter_candidates
 from attnrank.errors import InputError
-from attnrank.scorecache import compute_cache, iter_scores, load_scores, read_manifest
+from attnrank.attention.scorecache import compute_cache, iter_scores, load_scores, read_manifest
 
 WORDS = "planet star orbit recipe oven flour bank loan whale coral reef court judge the of and".split()
 
@@ -109,7 +109,7 @@ def test_shards_written_by_other_code_are_discarded(tmp_path, tiny_llama_dir, mo
     import logging
 
     import attnrank.models
-    from attnrank import scorecache
+    from attnrank.attention import scorecache
 
     cands = make_candidates()
     out = tmp_path / "c"
@@ -124,7 +124,7 @@ def test_shards_written_by_other_code_are_discarded(tmp_path, tiny_llama_dir, mo
     assert sorted(old) == ["shard-00000.npz", "shard-00001.npz"]
     monkeypatch.setattr(scorecache, "engine_code_hash", lambda: "other-code")
     written = []
-    with caplog.at_level(logging.INFO, logger="attnrank.scorecache"):
+    with caplog.at_level(logging.INFO, logger="attnrank.attention.scorecache"):
         compute_cache(tiny_llama_dir, cands, out, {}, shard_size=2, on_shard=lambda i, p: written.append(i), progress=False)
     assert written == [0, 1, 2]
     assert "2 of 3 shards discarded: written by other code" in caplog.text and "kept" not in caplog.text
@@ -141,7 +141,9 @@ def test_shards_written_by_other_code_are_discarded(tmp_path, tiny_llama_dir, mo
 def test_engine_code_hash_follows_the_modules_the_attention_pass_runs(tmp_path):
     import shutil
 
-    from attnrank import codehash, engine, methods, models, prompts, scorecache, tables
+    from attnrank import codehash, models
+    from attnrank.attention import engine, methods, prompts, scorecache
+    from attnrank.evaluation import tables
 
     root = Path(codehash.__file__).parent
     pkg = tmp_path / "attnrank"

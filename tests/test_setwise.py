@@ -9,10 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from attnrank import setwise as S
+from attnrank.text import setwise as S
 from attnrank.errors import InputError
-from attnrank.lm import Frame
-from attnrank.texttypes import Stats, resolve_params
+from attnrank.text.lm import Frame
+from attnrank.text.base import Stats, resolve_params
 from attnrank.models import build_tiny_model, load_model
 
 

@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 from scipy.stats import ttest_rel
 
-from attnrank import config, significance as sig, tables
+from attnrank import config
+from attnrank.evaluation import significance as sig, tables
 from attnrank.errors import InputError
-from attnrank.significance import TestConfig
-from attnrank.tables import MARK_BETTER, MARK_WORSE, TableOrder
+from attnrank.evaluation.significance import TestConfig
+from attnrank.evaluation.tables import MARK_BETTER, MARK_WORSE, TableOrder
 
 
 def per_query(runs: dict[tuple[str, str, str, str], list[float]], metric: str = "ndcg@10") -> pl.DataFrame:

@@ -79,7 +79,7 @@ def test_run_logs_start_and_summary(tmp_path):
     smk = _smk(tmp_path)
 
     def main(s):
-        logging.getLogger("attnrank.data").warning("2 empty documents dropped")
+        logging.getLogger("attnrank.data.sources").warning("2 empty documents dropped")
         return {"queries": 12, "skipped": 2}
 
     assert wiring.run(smk, main) == {"queries": 12, "skipped": 2}
@@ -191,8 +191,9 @@ def test_atomic_dir_respects_the_umask_and_replaces(tmp_path, umask):
 def test_score_shards_and_plots_respect_the_umask(tmp_path, umask):
     import numpy as np
 
-    from attnrank import heads, scorecache
-    from attnrank.scores import QueryScores
+    from attnrank.attention import scorecache
+    from attnrank.selection import heads
+    from attnrank.attention.scores import QueryScores
 
     qs = QueryScores(qid="q", docids=["a", "b"], raw=np.zeros((1, 2, 2), np.float32), na=np.zeros((1, 2, 2), np.float32),
                      masked_prefix=np.zeros((1, 2), np.float32), positions=np.arange(2, dtype=np.int32), n_tokens=np.ones(2, np.int32))

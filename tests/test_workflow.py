@@ -156,7 +156,7 @@ def test_killed_run_resumes_from_completed_shards_with_a_plain_rerun(run_dir, tm
     import base64
     import os
 
-    from attnrank import scorecache
+    from attnrank.attention import scorecache
 
     cfg = with_changes(lambda c: c.update(methods={"icr": {"kind": "icr"}}))
     wd = tmp_path / "killed"
@@ -233,7 +233,7 @@ def test_every_rule_log_ends_with_a_summary(run_dir):
         "detection_scores", "detect_heads", "rerank", "ranx_warmup", "evaluate", "tables", "position_bias_plot",
     ])
     log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25/retrieval.log").read_text()
-    assert re.search(r"INFO attnrank.scorecache: attention tiny-llama: 6 q in \d+\.\d s \(", log)  # progress as log lines
+    assert re.search(r"INFO attnrank.attention.scorecache: attention tiny-llama: 6 q in \d+\.\d s \(", log)  # progress as log lines
 
 
 def test_every_output_respects_the_umask(run_dir):

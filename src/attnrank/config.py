@@ -2,7 +2,7 @@
 
 ``validate`` checks the schema (``config.schema.yaml``: key names, types, ``models`` keys per source), then what
 a schema cannot say: every method's parameters, names and values, with the same declarations the methods run
-with (``attnrank.params``; attention kinds in ``attnrank.methods``), the metrics ranx computes, ``main_metric``
+with (``attnrank.params``; attention kinds in ``attnrank.attention.methods``), the metrics ranx computes, ``main_metric``
 and ``baseline``, cross-references between sections, and that local dataset folders and files exist. The
 workflow calls it once at parse time (``workflow/rules/common.smk``), so a bad config fails before any job.
 
@@ -235,8 +235,8 @@ def _config_error(e: InputError) -> InputError:
 def method_families(cfg: dict) -> dict[str, str]:
     """{method name: "attention" | "text"} after checking each method's kind, parameters (names and values) and
     the sections its artifacts need; InputError naming ``methods.<name>.<key>``."""
-    from . import methods
-    from .textkinds import TEXT_KINDS, resolve_text, text_attention_spec
+    from .attention import methods
+    from .text.kinds import TEXT_KINDS, resolve_text, text_attention_spec
 
     out = {}
     for name, spec in cfg["methods"].items():
@@ -283,7 +283,7 @@ def planned_layers(spec: dict) -> int | None:
 
 
 def _check_method_layers(cfg: dict) -> None:
-    from . import methods
+    from .attention import methods
 
     for model, mspec in cfg["models"].items():
         n = planned_layers(mspec)

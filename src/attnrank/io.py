@@ -209,7 +209,7 @@ def read_qrels_tsv(path: str | os.PathLike) -> pl.DataFrame:
     """Read a BEIR qrels file (header ``query-id corpus-id score``, tab-separated) into (qid, docid, relevance,
     line). Every problem names ``file:line``: wrong column count, missing/empty/whitespace ids, a grade that is
     not an integer (``0.5``; ``1.0`` reads as 1), and a judgement that contradicts an earlier one of the same
-    query and document. Identical repeats are kept (``attnrank.data.clean`` collapses them, counted)."""
+    query and document. Identical repeats are kept (``attnrank.data.sources.clean`` collapses them, counted)."""
     qids: list[str] = []
     docids: list[str] = []
     rels: list[int] = []

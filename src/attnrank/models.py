@@ -73,7 +73,7 @@ def build_tiny_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from .synthetic import FILLER, TOPICS
+    from .data.synthetic import FILLER, TOPICS
 
     specials = ["<pad>", "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
     words: list[str] = []

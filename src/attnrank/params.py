@@ -4,8 +4,8 @@ The config validator (``attnrank.config``, before any job runs) and the methods 
 method's parameters with the same declarations and the same code, so a value the validator accepts is a value the
 method runs with, and an error names the method's config name: ``methods.<name>.<key>: ...``.
 
-Attention kinds declare their ``Param`` s where they are registered (``attnrank.methods.register``). Text kinds
-(RankGPT, yes/no, QLM, setwise, pointwise attention) are declared in ``attnrank.textkinds`` (their modules import
+Attention kinds declare their ``Param`` s where they are registered (``attnrank.attention.methods.register``). Text kinds
+(RankGPT, yes/no, QLM, setwise, pointwise attention) are declared in ``attnrank.text.kinds`` (their modules import
 torch, and the validator runs at planning time, which must stay light).
 """
 

@@ -10,7 +10,10 @@ import functools
 import re
 from pathlib import Path
 
-from . import codehash, config, grid, methods, paths, protocols, textkinds
+from . import codehash, config, paths, protocols
+from .attention import methods
+from .evaluation import grid
+from .text import kinds
 from .errors import InputError
 
 ORDERS = ("retrieval", "reversed", "shuffle")
@@ -116,7 +119,7 @@ class Plan:
         spec = self.cfg["methods"][method]
         if self.family[method] == "attention":
             return spec
-        return textkinds.text_attention_spec(spec["kind"], spec, method)
+        return kinds.text_attention_spec(spec["kind"], spec, method)
 
     def method_orders(self, method: str) -> list[str]:
         """Prompt orders an attention method runs in: its own ``order`` (str or list), else ``prompt.orders``, else
@@ -189,7 +192,7 @@ class Plan:
 
     def latency_inputs(self, model: str) -> dict[str, str]:
         """The latency job's inputs: candidates, the model, and every method's artifacts as ``<method>__<key>``
-        (:func:`attnrank.latency.method_inputs` decodes them)."""
+        (:func:`attnrank.evaluation.latency.method_inputs` decodes them)."""
         lat = self.cfg["latency"]
         files = {"candidates": paths.candidates(lat["dataset"], lat["retriever"]), "model": paths.model_dir(model)}
         for m in self.cfg["methods"]:

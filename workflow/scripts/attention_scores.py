@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import scorecache
+    from attnrank.attention import scorecache
 
     p = smk.params
     batch = getattr(smk.resources, "batch", p.batch_size)  # halves on an out-of-memory retry

@@ -5,7 +5,7 @@ from attnrank import wiring
 def main(smk):
     import polars as pl
 
-    from attnrank import bm25
+    from attnrank.retrieval import bm25
 
     corpus = pl.read_parquet(smk.input.corpus)
     bm25.build_index(corpus, smk.output[0], threads=smk.threads)

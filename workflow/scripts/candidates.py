@@ -5,7 +5,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import candidates
+    from attnrank.retrieval import candidates
 
     return candidates.write_candidates(str(Path(smk.input.corpus).parent), smk.input.run, smk.params.depth,
                                        smk.params.max_doc_words, f"{smk.wildcards.dataset}/{smk.wildcards.retriever}",

@@ -4,7 +4,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import detection
+    from attnrank.selection import detection
 
     p, w = smk.params, smk.wildcards
     return detection.detect_heads(smk.input.scores, smk.input.detection, p.temperature, smk.output.heads,

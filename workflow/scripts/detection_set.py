@@ -5,10 +5,12 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import data, detection, io
+    from attnrank import io
+    from attnrank.data import sources
+    from attnrank.selection import detection
 
     spec = smk.params.spec
-    ds = data.read(Path(smk.input.corpus).parent)
+    ds = sources.read(Path(smk.input.corpus).parent)
     report = {}
     det = detection.build_detection_set(
         ds.queries, ds.qrels, io.read_trec(smk.input.run), ds.corpus,

@@ -3,9 +3,9 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import evaluation
+    from attnrank.evaluation import metrics
 
-    return evaluation.evaluate_runs(smk.input.qrels, dict(smk.params.runs), smk.params.metrics, smk.output[0])
+    return metrics.evaluate_runs(smk.input.qrels, dict(smk.params.runs), smk.params.metrics, smk.output[0])
 
 
 wiring.run(snakemake, main)

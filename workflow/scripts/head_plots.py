@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import figures
+    from attnrank.evaluation import figures
 
     w = smk.wildcards
     return figures.head_plots_job(smk.input.heads, dict(smk.output.items()), w.model, w.order, w.temperature,

@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import latency
+    from attnrank.evaluation import latency
 
     p = smk.params
     return latency.benchmark_model(smk.input.model, smk.input.candidates, p.methods, p.family, dict(smk.input.items()),

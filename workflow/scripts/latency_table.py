@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import report
+    from attnrank.evaluation import report
 
     p = smk.params
     return report.latency_job(list(smk.input.runs), smk.input.results, dict(smk.output.items()), metric=p.metric,

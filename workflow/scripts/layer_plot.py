@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import figures
+    from attnrank.evaluation import figures
 
     p, w = smk.params, smk.wildcards
     return figures.layer_plot_job(smk.input.profile, smk.output.plot, w.model, w.order, metric=p.metric,

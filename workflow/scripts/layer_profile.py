@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import layers
+    from attnrank.selection import layers
 
     return layers.profile_job(smk.input.scores, smk.input.qrels, smk.params.metric, smk.output.profile)
 

@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import figures
+    from attnrank.evaluation import figures
 
     p = smk.params
     return figures.position_bias_job(smk.input[0], smk.output.plot, order=p.order, labels=p.labels,

@@ -4,7 +4,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import report
+    from attnrank.evaluation import report
 
     p = smk.params
     return report.report_job(smk.input.results, smk.input.grid, dict(smk.output.items()), metric=p.metric,

@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import attnrun
+    from attnrank.attention import attnrun
 
     return attnrun.rerank(smk.wildcards.method, smk.params.spec, dict(smk.input.items()), dict(smk.output.items()),
                           smk.wildcards.retriever, smk.params.grid)

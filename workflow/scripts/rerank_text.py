@@ -3,10 +3,10 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import textrerank
+    from attnrank.text import rerank
 
     prompt = {**smk.params.prompt, "max_doc_tokens": smk.params.max_doc_tokens}
-    return textrerank.rerank_job(smk.wildcards.method, smk.params.spec, prompt, dict(smk.input.items()),
+    return rerank.rerank_job(smk.wildcards.method, smk.params.spec, prompt, dict(smk.input.items()),
                                  dict(smk.output.items()))
 
 

@@ -3,9 +3,9 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import retrieval
+    from attnrank.retrieval import firststage
 
-    return retrieval.retrieve(smk.params.spec, dict(smk.input.items()), dict(smk.output.items()), smk.wildcards.retriever,
+    return firststage.retrieve(smk.params.spec, dict(smk.input.items()), dict(smk.output.items()), smk.wildcards.retriever,
                               smk.params.drop_self_matches, smk.params.embeddings, smk.threads,
                               where=f"{smk.wildcards.dataset}/{smk.wildcards.retriever}")
 

@@ -6,7 +6,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import report
+    from attnrank.evaluation import report
 
     p, out = smk.params, smk.output
     return report.tables_job(list(smk.input.evals), list(smk.input.latency), Path(out.csv).parent, Path(out.grid).parent,

@@ -3,7 +3,7 @@ from attnrank import wiring
 
 
 def main(smk):
-    from attnrank import headrank_fit
+    from attnrank.selection import headrank_fit
 
     return headrank_fit.train_from_cache(smk.input.scores, smk.input.qrels, dict(smk.params.spec), smk.output[0])
 

@@ -1,0 +1,1 @@
+"""Head and layer selection on held-out splits: detection sets, QR/CoRe head scoring, the per-layer profile (Selective-ICR windows), HeadRank, middle-zone selectivity (rule file workflow/rules/attention.smk)."""

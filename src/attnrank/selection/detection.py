@@ -1,0 +1,211 @@
+"""Detection sets for retrieval-head scoring (QR heads, CoRe heads), built as a candidates frame.
+
+A detection set holds, for N queries with a judged positive, the positive and its hard negatives mined with the
+configured first-stage retriever. As in the CoRe paper (Tran et al., arXiv 2510.02219):
+
+- the positive of a query is its judged document with the highest relevance (>= ``min_relevance``) that is in
+  the corpus and in the first-stage run; ties go to the higher first-stage score, then the smaller docid;
+- negatives are the run's candidates for the query that have no positive judgement (relevance > 0, whatever
+  ``min_relevance`` is: on NQ grade 1 means "contains the answer"), exist in the corpus, and score strictly
+  *below* the positive: a candidate the retriever scores at or above the positive may be an unjudged relevant
+  document (a false negative) and is dropped; documents judged 0 or below are valid negatives;
+- the hardest ``n_negatives`` remaining (score descending, docid ascending) are kept, in that order
+  (``negatives="hardest"``), or ``n_negatives`` of them drawn at random (``negatives="sample"``, seeded per query,
+  kept in first-stage order), as CoRe samples its 49 negatives from granite-30m's top-100;
+- the positive is inserted at each of the first ``positions`` prompt slots (0-based slot p = 0..P-1), giving P
+  samples per query whose negatives are in the same order.
+
+The frame has the candidates-file shape (qid, query, docid, rank, score, text) with ``qid`` = ``sample_id`` =
+``"{orig_qid}#p{p}"``, so the attention engine scores it like any candidates file (one prompt per sample, the
+documents in ``rank`` order — run the engine with the first-stage prompt order for it). ``rank`` is the prompt slot
+(1-based), ``score`` the first-stage score; extra columns ``sample_id``, ``orig_qid``, ``label`` (1 positive, 0
+negative). Queries that cannot give a full sample are logged and skipped (reasons counted in ``report``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import polars as pl
+
+from ..data.sources import doc_text
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["qid", "query", "docid", "rank", "score", "text", "sample_id", "orig_qid", "label"]
+SKIP_REASONS = ("no_query_text", "positive_not_in_corpus", "positive_not_in_run", "too_few_negatives")
+
+
+def sample_id(orig_qid: str, position: int) -> str:
+    """The id of the detection sample of ``orig_qid`` with the positive at 0-based prompt slot ``position``."""
+    return f"{orig_qid}#p{position}"
+
+
+def build_detection_set(
+    queries: pl.DataFrame,
+    qrels: pl.DataFrame,
+    first_stage_run: pl.DataFrame,
+    corpus: pl.DataFrame,
+    n_queries: int = 1000,
+    n_negatives: int = 49,
+    positions: int = 5,
+    seed: int = 0,
+    min_relevance: int = 1,
+    report: dict | None = None,
+    negatives: str = "hardest",
+) -> pl.DataFrame:
+    """Build the detection set (see the module docstring); ``report`` (if given) receives counts and skips.
+
+    Queries are visited in a seeded random order of their ids and taken until ``n_queries`` are built, so the
+    same inputs and seed give the same set. Fewer eligible queries than asked is logged, none is an InputError.
+    """
+    _check_options(n_queries, n_negatives, positions, negatives)
+    _require(queries, ("qid", "text"), "queries")
+    _require(qrels, ("qid", "docid", "relevance"), "qrels")
+    _require(first_stage_run, ("qid", "docid", "score"), "first_stage_run")
+    _require(corpus, ("docid", "text"), "corpus")
+
+    qtext = dict(zip(queries["qid"].cast(pl.String), queries["text"]))
+    titles = corpus["title"] if "title" in corpus.columns else [""] * corpus.height
+    dtext = {d: doc_text(t, x) for d, t, x in zip(corpus["docid"].cast(pl.String), titles, corpus["text"])}
+    judged_pos, not_negative = _judgements(qrels, min_relevance)
+    cands = _run_candidates(first_stage_run)
+
+    order = sorted(judged_pos)
+    random.Random(seed).shuffle(order)
+    skips: dict[str, list[str]] = {r: [] for r in SKIP_REASONS}
+    rows: list[tuple] = []
+    built = 0
+    for q in order:
+        if built == n_queries:
+            break
+        picked = _positive_and_negatives(q, qtext, dtext, judged_pos[q], not_negative.get(q, set()), cands.get(q, []),
+                                         n_negatives, negatives, seed)
+        if isinstance(picked, str):
+            skips[picked].append(q)
+            continue
+        (pos, pos_score), negs = picked
+        for p in range(positions):
+            sid = sample_id(q, p)
+            docs = negs[:p] + [(pos, pos_score)] + negs[p:]
+            for slot, (d, s) in enumerate(docs, 1):
+                rows.append((sid, qtext[q], d, slot, s, dtext[d], sid, q, int(d == pos)))
+        built += 1
+    _log_skips(skips, built, n_queries, n_negatives)
+    if report is not None:
+        report.update(n_queries=built, n_samples=built * positions, requested=n_queries, skipped={r: v for r, v in skips.items()})
+    schema = {
+        "qid": pl.String, "query": pl.String, "docid": pl.String, "rank": pl.Int32, "score": pl.Float64,
+        "text": pl.String, "sample_id": pl.String, "orig_qid": pl.String, "label": pl.Int8,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _check_options(n_queries: int, n_negatives: int, positions: int, negatives: str) -> None:
+    for key, val, lo in (("n_queries", n_queries, 1), ("n_negatives", n_negatives, 1), ("positions", positions, 1)):
+        if not isinstance(val, int) or val < lo:
+            raise InputError(f"detection.{key}: must be an integer >= {lo} (got {val!r})")
+    if negatives not in ("hardest", "sample"):
+        raise InputError(f"detection.negatives: must be 'hardest' or 'sample' (got {negatives!r})")
+    if positions > n_negatives + 1:
+        raise InputError(f"detection.positions: {positions} slots need at least {positions - 1} negatives (n_negatives={n_negatives})")
+
+
+def _judgements(qrels: pl.DataFrame, min_relevance: int) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
+    """({qid: {docid: grade}} of the positives (grade >= ``min_relevance``), {qid: docids judged relevant (> 0)})."""
+    rel = qrels.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("relevance").cast(pl.Int64))
+    judged_pos: dict[str, dict[str, int]] = {}
+    for q, d, r in rel.filter(pl.col("relevance") >= min_relevance).iter_rows():
+        judged_pos.setdefault(q, {})[d] = max(r, judged_pos.get(q, {}).get(d, r))
+    not_negative: dict[str, set[str]] = {}
+    for q, d in rel.filter(pl.col("relevance") > 0).select("qid", "docid").iter_rows():
+        not_negative.setdefault(q, set()).add(d)
+    return judged_pos, not_negative
+
+
+def _run_candidates(first_stage_run: pl.DataFrame) -> dict[str, list[tuple[str, float]]]:
+    """{qid: [(docid, score)]} of the first-stage run, score descending, ties by docid (repeats dropped)."""
+    run = (
+        first_stage_run.select(pl.col("qid").cast(pl.String), pl.col("docid").cast(pl.String), pl.col("score").cast(pl.Float64))
+        .unique(["qid", "docid"], keep="first", maintain_order=True)
+        .sort(["qid", "score", "docid"], descending=[False, True, False])
+    )
+    cands: dict[str, list[tuple[str, float]]] = {}
+    for q, d, s in run.iter_rows():
+        cands.setdefault(q, []).append((d, s))
+    return cands
+
+
+def _positive_and_negatives(q: str, qtext: dict, dtext: dict, positives: dict[str, int], not_negative: set[str],
+                            cands: list[tuple[str, float]], n_negatives: int, negatives: str, seed: int):
+    """((positive, its score), negatives [(docid, score)]) of query ``q``, or the skip reason (a str)."""
+    if not (qtext.get(q) or "").strip():
+        return "no_query_text"
+    pos_in_corpus = {d: r for d, r in positives.items() if d in dtext}
+    if not pos_in_corpus:
+        return "positive_not_in_corpus"
+    run_scores = dict(cands)
+    ranked_pos = sorted((d for d in pos_in_corpus if d in run_scores), key=lambda d: (-pos_in_corpus[d], -run_scores[d], d))
+    if not ranked_pos:
+        return "positive_not_in_run"
+    pos = ranked_pos[0]
+    pos_score = run_scores[pos]
+    negs = [(d, s) for d, s in cands if d not in not_negative and d in dtext and s < pos_score]
+    if negatives == "sample" and len(negs) > n_negatives:
+        keep = sorted(random.Random(f"{seed}\x00{q}").sample(range(len(negs)), n_negatives))
+        negs = [negs[i] for i in keep]
+    negs = negs[:n_negatives]
+    if len(negs) < n_negatives:
+        return "too_few_negatives"
+    return (pos, pos_score), negs
+
+
+def _log_skips(skips: dict[str, list[str]], built: int, n_queries: int, n_negatives: int) -> None:
+    for reason, qids in skips.items():
+        if qids:
+            log.warning("detection set: skipped %d quer(y/ies) (%s), e.g. %s", len(qids), reason.replace("_", " "), qids[:5])
+    if built == 0:
+        raise InputError(
+            f"detection: no query gives a sample with a positive and {n_negatives} negatives "
+            f"(skipped: { {r: len(v) for r, v in skips.items()} })"
+        )
+    if built < n_queries:
+        log.warning("detection set: built %d of %d requested queries (not enough eligible queries)", built, n_queries)
+
+
+def positive_labels(detection: pl.DataFrame) -> dict[str, str]:
+    """sample_id -> docid of its positive (the ``labels`` argument of :func:`attnrank.selection.heads.score_heads`)."""
+    _require(detection, ("sample_id", "docid", "label"), "detection set")
+    pos = detection.filter(pl.col("label") == 1)
+    dup = pos.group_by("sample_id").len().filter(pl.col("len") != 1)
+    if dup.height:
+        raise InputError(f"detection set: sample(s) {dup['sample_id'][:3].to_list()} have more than one positive")
+    return dict(zip(pos["sample_id"], pos["docid"]))
+
+
+def _require(df: pl.DataFrame, cols: tuple[str, ...], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(f"detection: {what} lacks column(s) {missing} (has {df.columns})")
+
+
+def detect_heads(scores_manifest: str, detection_path: str, temperature: float, out_heads: str, out_provenance: str, *,
+                 model: str, order: str, detection: dict, prompt: dict) -> dict:
+    """The ``detect_heads`` job: score every (layer, head) on the detection set's score cache (qr-mass, QRHead,
+    CoRe at ``temperature``), rank them and record the provenance. Returns counts."""
+    from .. import io
+    from ..attention import scorecache
+    from . import heads
+
+    cache = Path(scores_manifest).parent
+    labels = positive_labels(pl.read_parquet(detection_path))
+    table = heads.score_heads(scorecache.iter_scores(cache), labels, temperature)
+    io.write_parquet(table, out_heads)
+    io.write_json(out_provenance, heads.provenance(
+        model=model, order=order, temperature=temperature, detection=dict(detection), prompt=dict(prompt),
+        manifest=scorecache.read_manifest(cache), n_samples=len(labels),
+    ))
+    return {"heads": table.height, "samples": len(labels)}

@@ -1,0 +1,1 @@
+"""Text re-rankers: shared types, LM helpers, RankGPT, yes/no and query likelihood, setwise, their kinds and parameters, the runner, and attention as the scorer inside these frameworks (rule file workflow/rules/rerank.smk)."""
