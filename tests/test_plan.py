@@ -89,3 +89,15 @@ def test_plan_of_the_demo_config():
         assert set(files) <= {"heads", "profile", "weights"}
         assert p.method_orders(m) and spec["kind"]
     assert p.script_code("retrieve") == p.script_code("retrieve") and len(p.script_code("retrieve")) >= 16
+
+
+def test_ranx_is_compiled_only_for_a_metric_numpy_does_not_compute():
+    from attnrank import config, paths
+    from attnrank.plan import Plan
+
+    base = {"datasets": {"d": {"source": "synthetic"}}, "retrievers": {"bm25": {"kind": "bm25"}}}
+    fast = Plan(config.validate(base))
+    assert fast.ranx_ready("metrics") == [] and fast.ranx_ready("main") == []
+    slow = Plan(config.validate({**base, "evaluation": {"metrics": ["ndcg@10", "bpref"]}}))
+    assert slow.ranx_ready("metrics") == [paths.ranx_ready(slow.cfg["cache_dir"])]
+    assert slow.ranx_ready("main") == []  # the main metric (ndcg@10) is NumPy's

@@ -230,7 +230,7 @@ def test_every_rule_log_ends_with_a_summary(run_dir):
 
     assert_logs_end_with_summary(run_dir, [
         "dataset", "bm25_index", "retrieve", "candidates", "prepare_model", "attention_scores", "detection_set",
-        "detection_scores", "detect_heads", "rerank", "ranx_warmup", "evaluate", "tables", "position_bias_plot",
+        "detection_scores", "detect_heads", "rerank", "evaluate", "tables", "position_bias_plot",
     ])
     log = (run_dir / "results/logs/attention_scores/tiny-llama/tiny/bm25/retrieval.log").read_text()
     assert re.search(r"INFO attnrank.attention.scorecache: attention tiny-llama: 6 q in \d+\.\d s \(", log)  # progress as log lines

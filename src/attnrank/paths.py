@@ -20,6 +20,11 @@ def sidecar(path: str) -> str:
     return stem + ".json"
 
 
+def ranx_ready(cache_dir: str) -> str:
+    """The marker that ranx's numba kernels are compiled into ``<cache_dir>/numba`` (rule ``ranx_warmup``)."""
+    return f"{cache_dir}/numba/.ready"
+
+
 # ---------------------------------------------------------------------------------------------------- data
 def data_files(dataset: str) -> dict[str, str]:
     """``corpus``, ``queries``, ``qrels`` parquet files of a dataset."""

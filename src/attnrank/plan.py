@@ -214,6 +214,15 @@ class Plan:
     def tuning_qrels(self) -> str:
         return paths.data_files(self.cfg["tuning"]["dataset"])["qrels"]
 
+    def ranx_ready(self, which: str) -> list[str]:
+        """The ``ranx_warmup`` marker as an input of a job that evaluates ``which`` (``metrics``: every configured
+        metric, ``main``: the main one), or nothing when NumPy computes them all (``metrics.FAST_METRICS``)."""
+        from .evaluation import metrics
+
+        ev = self.cfg["evaluation"]
+        wanted = ev["metrics"] if which == "metrics" else [ev["main_metric"]]
+        return [paths.ranx_ready(self.cfg["cache_dir"])] if metrics.needs_ranx(wanted) else []
+
     def detection_candidates(self) -> str:
         d = self.cfg["detection"]
         return paths.detection_set(d["dataset"], d["retriever"])

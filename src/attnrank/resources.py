@@ -20,6 +20,12 @@ FIRST_STAGE_MB = 2000  # a Python process with the BM25 index's JVM or a small d
 UNPREPARED_MODEL_MB = 16000  # planning guess for a model that is not prepared yet (re-sized once it is)
 
 
+# Local scheduling (``snakemake --cores N``): among the jobs that are ready, a higher priority runs first. Every
+# job waits on the first stage and the prepared model; head / layer selection and the latency job feed many jobs
+# (and would otherwise run last, alone), a re-ranking job feeds only its dataset's evaluation.
+PRIORITY = {"upstream": 30, "selection": 20, "latency": 10}
+
+
 # ------------------------------------------------------------------------------------------------------ limits
 @dataclass
 class Limits:

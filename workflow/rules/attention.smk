@@ -20,6 +20,7 @@ rule attention_scores:
         log_path("attention_scores", "{model}", "{dataset}", "{retriever}", "{order}"),
     benchmark:
         bench_path("attention_scores", "{model}", "{dataset}", "{retriever}", "{order}")
+    priority: attnrank.resources.PRIORITY["selection"]
     threads: model_threads
     resources:
         **model_resources(runtime=720, batch=True),
@@ -41,6 +42,7 @@ rule detection_set:
         code=script_code("detection_set"),
     log:
         log_path("detection_set", "{dataset}", "{retriever}"),
+    priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
         mem_mb=capped_mem(8000),
@@ -73,6 +75,7 @@ rule detection_scores:
         log_path("detection_scores", "{model}", "{order}"),
     benchmark:
         bench_path("detection_scores", "{model}", "{order}")
+    priority: attnrank.resources.PRIORITY["selection"]
     threads: model_threads
     resources:
         **model_resources(runtime=720, batch=True),
@@ -96,6 +99,7 @@ rule detect_heads:
         code=script_code("detect_heads"),
     log:
         log_path("detect_heads", "{model}", "{order}", "t{temperature}"),
+    priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
         mem_mb=capped_mem(8000),
@@ -110,6 +114,7 @@ rule layer_profile:
     input:
         scores=lambda w: PLAN.tuning_scores(w.model, w.order),
         qrels=lambda w: PLAN.tuning_qrels(),
+        warm=PLAN.ranx_ready("main"),  # ranx compiled once when the main metric needs it
     output:
         profile=paths.layer_profile("{model}", "{order}"),
     params:
@@ -118,6 +123,7 @@ rule layer_profile:
         code=script_code("layer_profile"),
     log:
         log_path("layer_profile", "{model}", "{order}"),
+    priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
         mem_mb=capped_mem(8000),
@@ -141,7 +147,8 @@ rule train_headrank:
         log_path("train_headrank", "{model}", "{order}", "{method}"),
     benchmark:
         bench_path("train_headrank", "{model}", "{order}", "{method}")
-    threads: 2
+    priority: attnrank.resources.PRIORITY["selection"]
+    threads: 1  # a few seconds of small tensors; with 2 it waited for a free machine (--cores 2)
     resources:
         mem_mb=capped_mem(8000),
         runtime=60,

@@ -10,6 +10,7 @@ rule dataset:
         log_path("dataset", "{dataset}"),
     benchmark:
         bench_path("dataset", "{dataset}")
+    priority: attnrank.resources.PRIORITY["upstream"]
     threads: 1
     resources:
         mem_mb=capped_mem(8000, doubling=True),  # NQ / MS MARCO corpora need more on retry

@@ -1,12 +1,15 @@
 rule ranx_warmup:
-    # numba compiles ranx once into the shared cache; every evaluation job then loads it in seconds
+    # numba compiles ranx once into the shared cache; every job that evaluates (evaluate, layer_profile) then loads
+    # it. Only needed by a metric NumPy does not compute (bpref): attnrank.plan.Plan.ranx_ready
     output:
-        f"{CFG['cache_dir']}/numba/.ready",
+        paths.ranx_ready(CFG["cache_dir"]),
     params:
+        metrics=CFG["evaluation"]["metrics"],
         cache_dir=CFG["cache_dir"],
         code=script_code("ranx_warmup"),
     log:
         log_path("ranx_warmup", "warmup"),
+    priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
         mem_mb=2000,
@@ -22,7 +25,7 @@ rule evaluate:
     input:
         qrels=data_files("{dataset}")["qrels"],
         runs=lambda w: sorted(dataset_runs(w.dataset)),
-        warm=rules.ranx_warmup.output,
+        warm=PLAN.ranx_ready("metrics"),
     output:
         paths.eval_table("{dataset}"),
     params:

@@ -14,6 +14,7 @@ rule latency:
         cache_dir=CFG["cache_dir"],
     log:
         log_path("latency", "{model}"),
+    priority: attnrank.resources.PRIORITY["latency"]
     threads: model_threads
     resources:
         **model_resources(runtime=240),

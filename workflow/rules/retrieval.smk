@@ -9,6 +9,7 @@ rule bm25_index:
         log_path("bm25_index", "{dataset}"),
     benchmark:
         bench_path("bm25_index", "{dataset}")
+    priority: attnrank.resources.PRIORITY["upstream"]
     threads: attnrank.resources.corpus_rule_threads
     resources:
         **attnrank.resources.corpus_rule_resources(runtime=240),
@@ -33,6 +34,7 @@ rule retrieve:
         log_path("retrieve", "{dataset}", "{retriever}"),
     benchmark:
         bench_path("retrieve", "{dataset}", "{retriever}")
+    priority: attnrank.resources.PRIORITY["upstream"]
     threads: attnrank.resources.corpus_rule_threads
     resources:
         **attnrank.resources.corpus_rule_resources(runtime=240),
@@ -57,6 +59,7 @@ rule candidates:
         log_path("candidates", "{dataset}", "{retriever}"),
     benchmark:
         bench_path("candidates", "{dataset}", "{retriever}")
+    priority: attnrank.resources.PRIORITY["upstream"]
     threads: 1
     resources:
         mem_mb=8000,
