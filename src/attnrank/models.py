@@ -247,7 +247,12 @@ def _load_gguf(folder: str, file: str):
     config = AutoConfig.from_pretrained(folder, gguf_file=file)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
+    with no_init_weights():  # every weight is loaded below (checked): no random init (~4 s for 135M parameters)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tensors = load_gguf_checkpoint(str(Path(folder) / file), return_tensors=True, model_to_load=model)["tensors"]
     result = model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False)
     missing = [k for k in result.missing_keys if not (k == "lm_head.weight" and config.tie_word_embeddings)]

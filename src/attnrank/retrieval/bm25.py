@@ -1,4 +1,5 @@
-"""BM25 first stage: a Lucene index built in-process with pyserini's ``LuceneIndexer`` and ``LuceneSearcher``.
+"""BM25 first stage: a Lucene index built in-process with pyserini's ``LuceneIndexer``, searched with Anserini's
+``SimpleSearcher`` (the object pyserini's ``LuceneSearcher`` wraps; :class:`_Searcher`).
 
 No prebuilt indexes or named topics (they download). Documents are indexed as ``doc_text(title, text)`` with
 Anserini's default analyzer (Porter stemming, English stopwords); queries go through the same analyzer as a bag of
@@ -108,13 +109,11 @@ def search(
     if not (index_dir / MARKER).is_file():
         raise InputError(f"{index_dir}: not a complete BM25 index (build it with attnrank.retrieval.bm25.build_index)")
     ensure_java()
-    from pyserini.search.lucene import LuceneSearcher
-
-    from jnius import autoclass
+    from pyserini.pyclass import autoclass
 
     # long queries (BRIGHT, ArguAna) have more than Lucene's default 1024 distinct terms
     autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)
-    searcher = LuceneSearcher(str(index_dir))
+    searcher = _Searcher(str(index_dir))
     searcher.set_bm25(float(k1), float(b))
     n_docs = searcher.num_docs
     qids = [str(q) for q in queries["qid"].to_list()]
@@ -147,6 +146,35 @@ def search(
         log.warning("bm25: %d of %d queries retrieved nothing (empty after analysis)", n_empty, len(qids))
     log.info("bm25: %d queries searched in %.1fs (k=%d, k1=%g, b=%g)", len(qids), time.perf_counter() - t0, k, k1, b)
     return ranked.select("qid", "docid", "score")
+
+
+class _Searcher:
+    """Anserini's ``SimpleSearcher`` as pyserini's ``LuceneSearcher`` calls it (``pyserini/search/lucene/_searcher.py``:
+    the same Java object and methods) for BM25 search. Not ``LuceneSearcher`` itself: importing
+    ``pyserini.search.lucene`` imports pyserini's neural encoders (torch, transformers, scikit-learn, openai),
+    about 10 s of every retrieval job; ``pyserini.pyclass`` only sets up the JVM (about 1 s)."""
+
+    def __init__(self, index_dir: str):
+        from pyserini.pyclass import autoclass
+
+        self._list = autoclass("java.util.ArrayList")
+        self.object = autoclass("io.anserini.search.SimpleSearcher")(index_dir)
+        self.num_docs = self.object.get_total_num_docs()
+
+    def set_bm25(self, k1: float, b: float) -> None:
+        self.object.set_bm25(float(k1), float(b))
+
+    def search(self, q: str, k: int = 10):
+        return self.object.search(q, int(k))
+
+    def batch_search(self, queries: list[str], qids: list[str], k: int = 10, threads: int = 1) -> dict:
+        """{qid: [ScoredDoc (docid, score)]} of every query, searched on ``threads`` Java threads."""
+        qs, ids = self._list(), self._list()
+        for q, i in zip(queries, qids):
+            qs.add(q)
+            ids.add(i)
+        results = self.object.batch_search(qs, ids, int(k), int(threads))
+        return {r.getKey(): r.getValue() for r in results.entrySet().toArray()}
 
 
 def _batch(searcher, texts: list[str], qids: list[str], depth: int, threads: int) -> dict:
