@@ -1,6 +1,6 @@
 """The package's shape: no import cycle (module- or function-level), and the CPU stages that aggregate cached
 attention scores (config validation, the workflow plan, reading score caches, ranking by every attention method)
-never import torch or transformers."""
+never import torch, transformers or scipy.stats (seconds of start-up in every job)."""
 
 import ast
 import json
@@ -109,6 +109,7 @@ def test_reading_caches_and_ranking_by_attention_methods_imports_no_torch(tmp_pa
     code = textwrap.dedent(f"""
         import json, sys
         import attnrank.attention.artifacts as artifacts
+        import attnrank.attention.attnrun  # the rerank_attention job's module (position bias included)
         import attnrank.config as config
         import attnrank.attention.methods as methods
         import attnrank.plan as plan
@@ -124,7 +125,7 @@ def test_reading_caches_and_ranking_by_attention_methods_imports_no_torch(tmp_pa
             art = artifacts.load_artifacts(spec, inputs, name)
             run = methods.rank(scores, spec["kind"], spec, art, name=name, n_layers=3)
             out[name] = [run.height, methods.describe(spec["kind"], spec, art, name=name, n_layers=3)["layers_needed"]]
-        heavy = sorted(m for m in ("torch", "transformers", "accelerate") if m in sys.modules)
+        heavy = sorted(m for m in ("torch", "transformers", "accelerate", "scipy.stats") if m in sys.modules)
         print(json.dumps({{"heavy": heavy, "out": out}}))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=300)

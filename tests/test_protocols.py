@@ -66,6 +66,19 @@ def test_position_bias_is_spearman_of_score_and_slot():
     assert rows.columns == ["qid", "metric", "value"] and set(rows["metric"]) == {"position_bias"}
 
 
+def test_spearman_equals_scipy_with_ties():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 7, 20, 100):
+        for _ in range(20):
+            a = rng.integers(0, 5, n).astype(float)  # many ties
+            b = rng.permutation(n).astype(float)
+            want = None if np.ptp(a) == 0 else spearmanr(a, b).statistic
+            got = position.spearman(a, b)
+            assert (got is None) == (want is None) and (got is None or abs(got - want) < 1e-12)
+
+
 def test_protocol_presets_fill_unset_method_keys_and_report_grid_deviations():
     from attnrank import protocols
     from attnrank.errors import InputError

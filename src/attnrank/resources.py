@@ -21,9 +21,10 @@ UNPREPARED_MODEL_MB = 16000  # planning guess for a model that is not prepared y
 
 
 # Local scheduling (``snakemake --cores N``): among the jobs that are ready, a higher priority runs first. Every
-# job waits on the first stage and the prepared model; head / layer selection and the latency job feed many jobs
-# (and would otherwise run last, alone), a re-ranking job feeds only its dataset's evaluation.
-PRIORITY = {"upstream": 30, "selection": 20, "latency": 10}
+# job waits on the prepared model (the longest of these; the first stage runs beside it) and the first stage; head
+# / layer selection and the latency job feed many jobs (and would otherwise run last, alone), a re-ranking job
+# feeds only its dataset's evaluation.
+PRIORITY = {"model": 40, "upstream": 30, "selection": 20, "latency": 10}
 
 
 # ------------------------------------------------------------------------------------------------------ limits

@@ -9,7 +9,7 @@ rule prepare_model:
         log_path("prepare_model", "{model}"),
     benchmark:
         bench_path("prepare_model", "{model}")
-    priority: attnrank.resources.PRIORITY["upstream"]
+    priority: attnrank.resources.PRIORITY["model"]
     threads: attnrank.resources.prepare_rule_threads(CFG)
     resources:
         **attnrank.resources.prepare_rule_resources(CFG, runtime=120),
