@@ -322,3 +322,12 @@ def test_workflow_rules_use_the_one_model_resources_helper():
     assert text.count("**model_resources(") == 4  # attention_scores, detection_scores, rerank_text, latency
     assert "gpu=1" not in text.replace('res["gpu"] = 1', "")
     assert "32000" not in text
+
+
+def test_text_jobs_longest_first():
+    p = resources.text_priority
+    assert p({"kind": "rankgpt"}) > p({"kind": "setwise"}) > p({"kind": "yesno"})  # generation > many passages > one
+    assert p({"kind": "setwise", "scorer": "generation"}) == p({"kind": "rankgpt"})
+    assert p({"kind": "rankgpt", "scoring": "likelihood"}) == p({"kind": "setwise"})
+    assert p({"kind": "qlm"}) == p({"kind": "pointwise"}) == p({"kind": "yesno"}) == 0
+    assert max(p({"kind": k}) for k in ("rankgpt", "setwise", "qlm")) < resources.PRIORITY["latency"]

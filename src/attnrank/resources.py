@@ -27,6 +27,19 @@ UNPREPARED_MODEL_MB = 16000  # planning guess for a model that is not prepared y
 PRIORITY = {"model": 40, "upstream": 30, "selection": 20, "latency": 10}
 
 
+def text_priority(spec: dict) -> int:
+    """Priority of a text re-ranking job, longest first so that the last job to start is a short one: greedy
+    decoding (RankGPT's permutations, a generating setwise scorer) costs a forward pass per token, a listwise or
+    setwise prompt holds many passages, a pointwise one a single passage."""
+    from .text.kinds import MECHANISM_KEY
+
+    kind = spec.get("kind")
+    if kind not in ("rankgpt", "setwise"):
+        return 0  # pointwise: yes/no and QLM read the logits of one forward pass per passage
+    key, default = MECHANISM_KEY[kind]
+    return 2 if spec.get(key, default) == "generation" else 1
+
+
 # ------------------------------------------------------------------------------------------------------ limits
 @dataclass
 class Limits:

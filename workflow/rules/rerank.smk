@@ -21,6 +21,7 @@ rule rerank_text:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}"),
     benchmark:
         bench_path("rerank", "{model}", "{dataset}", "{retriever}", "{method}")
+    priority: lambda w: attnrank.resources.text_priority(CFG["methods"][w.method])  # longest first
     threads: model_threads
     resources:
         **model_resources(runtime=720),
