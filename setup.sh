@@ -5,7 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-# --no-compile: byte-compiling torch's thousands of modules is half of pip's time (uv does not compile either);
-# Python compiles what it imports, once.
-.venv/bin/python -m pip install -q --no-compile "${TORCH:-torch==2.13.0}" uv
+.venv/bin/python -m pip install -q "${TORCH:-torch==2.13.0}" uv
 .venv/bin/python -m uv pip install -q --python .venv/bin/python -e '.[dev]'
