@@ -46,6 +46,7 @@ CONFIG = {
         "yesno": {"kind": "yesno"},
     },
     "latency": {"dataset": "tiny", "retriever": "bm25", "n_queries": 2, "seed": 0},
+    "evaluation": {"metrics": ["ndcg@10", "bpref"]},  # bpref: ranx computes it, so ranx_warmup is in the DAG
 }
 
 
