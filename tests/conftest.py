@@ -48,9 +48,16 @@ def tiny_qwen3(tiny_qwen3_dir):
 @pytest.fixture(scope="session")
 def smollm2_dir():
     """SmolLM2-135M-Instruct (GGUF from PyPI, dequantised to safetensors) in the cache ($ATTNRANK_CACHE)."""
+    import fcntl
+
     from attnrank.models import cache_dir, prepare_model
 
-    return prepare_model(SMOLLM2_SPEC, cache_dir() / "models" / "smollm2-135m-instruct")
+    out = cache_dir() / "models" / "smollm2-135m-instruct"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers share the cache: one prepares, the others wait and then find it complete
+    with open(out.parent / ".smollm2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return prepare_model(SMOLLM2_SPEC, out)
 
 
 @pytest.fixture(scope="session")
