@@ -94,12 +94,14 @@ class BranchCapture:
         self.phase = "prefix"
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
-        self._folded: dict[int, torch.Tensor] = {}  # G -> [B, 1, G*S, P+S] mask rows in folded order
+        self._folded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # G -> (mask, ~mask) [B, 1, G*S, P+S]
 
-    def folded_mask(self, g: int) -> torch.Tensor:
+    def folded_mask(self, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask with its rows in folded order (head group g, then suffix row), and its complement."""
         if g not in self._folded:
             b, s, t = self.mask.shape
-            self._folded[g] = self.mask[:, None, None].expand(b, 1, g, s, t).reshape(b, 1, g * s, t)
+            m = self.mask[:, None, None].expand(b, 1, g, s, t).reshape(b, 1, g * s, t)
+            self._folded[g] = (m, ~m)
         return self._folded[g]
 
     def prefix(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
@@ -121,12 +123,12 @@ class BranchCapture:
         kvh = kb.shape[1]
         g = h // kvh
         qf = query.reshape(b, kvh, g * s, d)  # head h = kv head h // G: its rows follow its group's other heads
-        mask = self.folded_mask(g)
+        mask, blocked = self.folded_mask(g)
         out = F.scaled_dot_product_attention(qf, kb, vb, attn_mask=mask, scale=scaling)
         out = out.view(b, h, s, vb.shape[-1]).transpose(1, 2).contiguous()
         with torch.profiler.record_function("capture"):
             sc = torch.matmul(qf.float(), kb.float().transpose(-1, -2)) * scaling  # [B, KVH, G*S, T]
-            p = torch.softmax(sc.masked_fill_(~mask, float("-inf")), dim=-1).view(b, h, s, -1)
+            p = torch.softmax(sc.masked_fill_(blocked, float("-inf")), dim=-1).view(b, h, s, -1)
             self.out[:, :, layer] = torch.matmul(self.weight[:, None], p[..., :pl]).permute(2, 0, 1, 3)  # [2, B, H, P]
         return out
 

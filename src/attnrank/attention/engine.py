@@ -142,15 +142,19 @@ def device_scores(tok: torch.Tensor, seg: torch.Tensor, starts: torch.Tensor, en
     calibrated token scores in float64 (every statistic here is float64), all returned as fp32.
     """
     _, b, n_l, n_h, p = tok.shape
-    k = starts.shape[1]
+    k, lh = starts.shape[1], n_l * n_h
     q, na = tok[0], tok[1]
     cal = q - na  # [B, L, H, P] fp32, as the host path
+    # one call per kind over stacked rows: [raw | na] sums, then [per head | per layer | layer prefix] masked sums
+    sums = _segment_sums(tok.transpose(0, 1).reshape(b, 2 * lh, p), starts, ends)
+    masked = _masked_segments(torch.cat([cal.reshape(b, lh, p).double(), cal.sum(2, dtype=torch.float64),
+                                         torch.cumsum(q.sum(2) - na.sum(2), dim=1).double()], dim=1), seg, starts, ends)
     out = {
-        "raw": _segment_sums(q.reshape(b, -1, p), starts, ends).view(b, n_l, n_h, k),
-        "na": _segment_sums(na.reshape(b, -1, p), starts, ends).view(b, n_l, n_h, k),
-        "masked_prefix": _masked_segments(torch.cumsum(q.sum(2) - na.sum(2), dim=1), seg, starts, ends),
-        "masked_head": _masked_segments(cal.reshape(b, -1, p), seg, starts, ends).view(b, n_l, n_h, k),
-        "masked_layer": _masked_segments(cal.sum(2, dtype=torch.float64), seg, starts, ends),
+        "raw": sums[:, :lh].view(b, n_l, n_h, k),
+        "na": sums[:, lh:].view(b, n_l, n_h, k),
+        "masked_head": masked[:, :lh].view(b, n_l, n_h, k),
+        "masked_layer": masked[:, lh : lh + n_l],
+        "masked_prefix": masked[:, lh + n_l :],
     }
     out = {name: v.float() for name, v in out.items()}
     if tok_idx is not None:
