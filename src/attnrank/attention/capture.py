@@ -79,6 +79,11 @@ class Capture:
         self.tok[layer] = ap
 
 
+class PrefixDone(Exception):
+    """Raised by the branch prefix pass once the last layer's K/V are kept: that layer's attention, o_proj and MLP
+    (and the final norm) over the prefix would only feed outputs nobody reads."""
+
+
 class BranchCapture:
     """State of the branch path for one batch (see the module docstring).
 
@@ -92,6 +97,7 @@ class BranchCapture:
         self.b, self.s = weight.shape[0], weight.shape[2]
         self.prefix_len = out.shape[-1]
         self.phase = "prefix"
+        self.last_layer = out.shape[2] - 1  # the prefix pass stops after keeping this layer's K/V
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
         self._folded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # G -> (mask, ~mask) [B, 1, G*S, P+S]
@@ -166,6 +172,8 @@ def capture_attention_forward(module, query, key, value, attention_mask, dropout
         if _BRANCH.phase == "suffix":
             return _BRANCH.suffix(module.layer_idx, query, key, value, scaling), None
         _BRANCH.prefix(module.layer_idx, key, value)
+        if module.layer_idx == _BRANCH.last_layer:
+            raise PrefixDone
     if softcap is not None:
         out = _eager_softcap_forward(module, query, key, value, attention_mask, scaling, softcap, dropout)
     else:

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 from transformers.cache_utils import DynamicCache
 
-from .capture import (ATTN_NAME, BranchCapture, Capture, attn_implementation, base_model, branch_supported, branching,
-                      capturing, truncated_layers)
+from .capture import (ATTN_NAME, BranchCapture, Capture, PrefixDone, attn_implementation, base_model, branch_supported,
+                      branching, capturing, truncated_layers)
 from ..progress import Progress
 from .prompts import Prompt, PromptBuilder, PromptConfig, model_max_length
 from .scores import QueryScores, masked_sum
@@ -217,7 +217,7 @@ class Scorer:
         if branches and not ok:
             raise ValueError("branches=True: this model has sliding-window or softcapped attention layers")
         self.branches = ok if branches is None else bool(branches)
-        self._sliding = any(t == "sliding_attention" for t in (getattr(model.config, "layer_types", None) or []))
+        self._sliding = any(getattr(layer, "is_sliding", False) for layer in DynamicCache(config=self.base.config).layers)
         self._cuda = self.device.type == "cuda"
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
@@ -406,7 +406,12 @@ class Scorer:
         out = torch.zeros(2, b, n_layers, self.n_heads, pm, dtype=torch.float32, device=self.device)
         cap = BranchCapture(mask, dev["weight"], out)
         with branching(cap):
-            self._prefix(dev, pm)
+            try:
+                self._prefix(dev, pm)
+            except PrefixDone:  # the last layer's K/V are kept; the rest of the prefix pass is skipped
+                pass
+            else:
+                raise RuntimeError("the branch prefix pass did not reach its last layer")
             cap.phase = "suffix"
             with record_function("suffix"):
                 self.base(input_ids=dev["suffix_ids"], attention_mask=mask[:, None], position_ids=dev["suffix_pos"],
