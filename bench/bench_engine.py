@@ -13,6 +13,18 @@ prompt, then times one call with time.perf_counter. Peak memory is the child's `
 process, including the ~0.6 GB model and torch); CPU s is the worker's process time over the timed call (less
 sensitive than wall time to other jobs on a shared machine) and ``delta`` = ru_maxrss - RSS just before the timed call (psutil),
 i.e. the extra memory the call itself needed. Usage: ``python bench/bench_engine.py [--model-dir DIR]``.
+
+Random weights of real shapes (nothing downloaded; ``--shape llama-3.1-8b|qwen3-4b|qwen3-0.6b|smollm2-135m|tiny``,
+``--device cpu|cuda``, bf16 on CUDA, fp32 on CPU), all in one process and one run:
+  table        plain forward, engine one pass, calibrated ICR on today's path (``legacy``) and on the device path,
+               half depth, batch 1 vs 8 (seconds per query), and their ratios; median of ``--reps`` (CUDA synced)
+  --profile    per path: the time split (prompts, inputs, prefix, suffix, capture, post, finish) from
+               ``torch.profiler`` labels, top-level aten op counts per part (about the kernel launches on a GPU),
+               and host syncs (blocking copies and waits counted by the engine, scalar read-backs counted by the
+               profiler; on CUDA also the syncs ``torch.cuda.set_sync_debug_mode`` reports)
+  --exactness  max |diff| of the device path vs today's path and vs the eager output_attentions oracle, fp32, tiny
+               Llama GQA / Qwen3 / sliding-window models, batches of 4 with right padding, token scores on
+Example: ``python bench/bench_engine.py --shape qwen3-0.6b --device cuda --tokens 2000 8000 --json out.json``.
 """
 
 from __future__ import annotations
@@ -104,7 +116,30 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="also write the raw results as JSON here")
     ap.add_argument("--render", default=None, help="only print the table of a JSON file written by --save")
     ap.add_argument("--worker", nargs=3, metavar=("METHOD", "N_DOCS", "MODEL_DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="random weights of this shape (one process)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (with --shape / --exactness)")
+    ap.add_argument("--tokens", type=int, nargs="+", default=[2000], help="prompt lengths for the table / profile")
+    ap.add_argument("--batch-tokens", type=int, default=2000, help="prompt length of the batch 1 vs 8 row (0: skip)")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions (median)")
+    ap.add_argument("--profile", action="store_true", help="time split, op counts and host syncs, old vs new path")
+    ap.add_argument("--exactness", action="store_true", help="device path vs today's path and the eager oracle")
+    ap.add_argument("--json", default=None, help="write the results of --shape / --profile / --exactness here")
     args = ap.parse_args()
+    if args.exactness or args.shape:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        out = {}
+        if args.exactness:
+            out["exactness"] = exactness(args.device)
+        if args.shape and args.profile:
+            out["profile"] = profile_paths(args.shape, args.device, args.tokens[0])
+        elif args.shape:
+            out["table"] = shape_table(args.shape, args.device, args.tokens, args.batch_tokens, args.reps)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1))
+        return
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker[0], int(args.worker[1]), args.worker[2], args.threads)))
         return
@@ -146,6 +181,275 @@ def main() -> None:
         Path(args.save).write_text(json.dumps(rows, indent=1))
     render(rows, f"torch threads {args.threads or os.cpu_count()}, load avg at the end {os.getloadavg()[0]:.1f}, "
                  f"bench wall {time.perf_counter() - t_start:.0f} s")
+
+
+# ------------------------------------------------------------------------------------------ random-weight shapes
+SHAPES = {  # (arch, config) of the published models; random weights, nothing downloaded
+    "llama-3.1-8b": ("llama", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                                   num_key_value_heads=8, rope_theta=500000.0, vocab_size=128256)),
+    "qwen3-4b": ("qwen3", dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                               num_key_value_heads=8, head_dim=128, rope_theta=1e6, vocab_size=151936)),
+    "qwen3-0.6b": ("qwen3", dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                                 num_key_value_heads=8, head_dim=128, rope_theta=1e6, vocab_size=151936)),
+    "smollm2-135m": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                                   num_key_value_heads=3, rope_theta=100000.0, vocab_size=49152)),
+    "tiny": ("llama", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=2, vocab_size=1024)),
+}
+LABELS = ("prompts", "inputs", "prefix", "suffix", "capture", "post", "finish")
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def random_model(shape: str, device: str):
+    """(model, tokenizer): random weights of ``shape`` (bf16 on CUDA, fp32 on CPU) and the tiny word tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
+
+    from attnrank.models import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    arch, kw = SHAPES[shape]
+    kw = {**kw, "vocab_size": max(kw["vocab_size"], len(tok))}
+    cls = LlamaConfig if arch == "llama" else Qwen3Config
+    cfg = cls(max_position_embeddings=131072, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+              pad_token_id=tok.pad_token_id, tie_word_embeddings=False, **kw)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16 if device.startswith("cuda") else torch.float32,
+                                                 attn_implementation="sdpa")
+    return model.eval(), tok
+
+
+def _items(n_docs: int, n_queries: int, seed: int, words: tuple[int, int]):
+    from attnrank.attention.engine import QueryInput
+    from attnrank.data.synthetic import make_collection
+
+    with tempfile.TemporaryDirectory() as d:
+        make_collection(d, n_docs=n_docs * n_queries + 12, n_queries=max(n_queries, 12), seed=seed, doc_words=words)
+        docs = [json.loads(x) for x in open(Path(d) / "corpus.jsonl")]
+        qs = [json.loads(x) for x in open(Path(d) / "queries.jsonl")]
+    return [QueryInput(f"{qs[i % len(qs)]['_id']}-{i}", qs[i % len(qs)]["text"],
+                       [x["_id"] for x in docs[i * n_docs:(i + 1) * n_docs]],
+                       [f"{x['title']}. {x['text']}" for x in docs[i * n_docs:(i + 1) * n_docs]]) for i in range(n_queries)]
+
+
+def prompt_item(tok, model, target: int, words=(250, 300), max_doc_tokens=None, seed: int = 7):
+    """The query with the fewest candidates whose prompt reaches ``target`` tokens, its prompt config and length."""
+    from attnrank.attention.engine import QueryInput
+    from attnrank.attention.prompts import PromptBuilder, model_max_length
+
+    cfg = {"max_doc_tokens": max_doc_tokens}
+    b = PromptBuilder(tok, cfg, model_max_length(model))
+    pool = _items(max(8, 2 * target // (words[0] if max_doc_tokens is None else min(words[0], max_doc_tokens)) + 4), 1,
+                  seed, words)[0]
+    lo, hi = 1, len(pool.texts)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if b.build(pool.query, pool.texts[:mid], "x").length >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    it = QueryInput(pool.qid, pool.query, pool.docids[:lo], pool.texts[:lo])
+    return it, cfg, b.build(it.query, it.texts, it.qid).length
+
+
+def _timed(fn, reps: int, device: str) -> float:
+    import statistics
+
+    fn()
+    _sync(device)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def shape_table(shape: str, device: str, tokens: list[int], batch_tokens: int, reps: int) -> list[dict]:
+    """The table: plain, one pass, calibrated old/new, half depth old/new, batch 1 vs 8; ratios printed."""
+    import torch
+
+    from attnrank.attention.capture import Capture, attn_implementation, capturing
+    from attnrank.attention.engine import Scorer
+
+    model, tok = random_model(shape, device)
+    base, n_layers = model.model, model.config.num_hidden_layers
+    rows = []
+    for target in tokens:
+        it, cfg, n_tok = prompt_item(tok, model, target)
+        p = Scorer(model, tok, cfg).builder.build(it.query, it.texts, it.qid)
+        ids = torch.tensor([p.full_ids()], device=device)
+        t, pl = ids.shape[1], len(p.prefix_ids)
+
+        def plain():
+            with torch.inference_mode():
+                base(input_ids=ids, use_cache=False)
+
+        def one_pass():
+            w = torch.full((1, t - pl), 1.0 / (t - pl), device=device)
+            cap = Capture(w, None, t, rows=torch.arange(pl, t, device=device), prefix_len=pl)
+            with torch.inference_mode(), attn_implementation(model, "attnrank_capture"), capturing(cap):
+                base(input_ids=ids, use_cache=False)
+
+        row = {"shape": shape, "device": device, "tokens": t, "docs": len(it.docids), "plain": _timed(plain, reps, device),
+               "one_pass": _timed(one_pass, reps, device)}
+        for name, kw in (("calib_old", dict(legacy=True)), ("calib_new", {}),
+                         ("calib_new_tokens", dict(token_scores=True)),
+                         ("half_old", dict(legacy=True, layers=n_layers // 2)), ("half_new", dict(layers=n_layers // 2))):
+            sc = Scorer(model, tok, cfg, batch_size=1, **kw)
+            row[name] = _timed(lambda: sc.score([it]), reps, device)
+        print(f"  {row}", file=sys.stderr, flush=True)
+        rows.append(row)
+    if batch_tokens:
+        qs = [prompt_item(tok, model, batch_tokens, (85, 95), 100, seed=40 + i)[0] for i in range(8)]
+        row = {"shape": shape, "device": device, "tokens": batch_tokens, "batch": True}
+        for name, kw in (("old", dict(legacy=True)), ("new", {})):
+            for bs in (1, 8):
+                sc = Scorer(model, tok, {"max_doc_tokens": 100}, batch_size=bs, **kw)
+                row[f"{name}_b{bs}"] = _timed(lambda: sc.score(qs), max(1, reps // 2), device) / len(qs)
+        print(f"  {row}", file=sys.stderr, flush=True)
+        rows.append(row)
+    render_shape_table(rows)
+    return rows
+
+
+def render_shape_table(rows: list[dict]) -> None:
+    import torch
+
+    dev = rows[0]["device"]
+    name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
+    print(f"\n{rows[0]['shape']} random weights, {'bf16' if dev.startswith('cuda') else 'fp32'}, {name}, one query, "
+          f"seconds (median); load avg {os.getloadavg()[0]:.1f}\n")
+    print("| tokens | docs | plain | one pass | calibrated old | calibrated new | new + token scores | half old | half new "
+          "| old / plain | new / plain | new / old | half new / new |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r.get("batch"):
+            continue
+        print(f"| {r['tokens']} | {r['docs']} | {r['plain']:.4f} | {r['one_pass']:.4f} | {r['calib_old']:.4f} | "
+              f"{r['calib_new']:.4f} | {r['calib_new_tokens']:.4f} | {r['half_old']:.4f} | {r['half_new']:.4f} | "
+              f"{r['calib_old'] / r['plain']:.2f}x | {r['calib_new'] / r['plain']:.2f}x | {r['calib_new'] / r['calib_old']:.2f}x | "
+              f"{r['half_new'] / r['calib_new']:.2f}x |")
+    for r in rows:
+        if r.get("batch"):
+            print(f"\nbatch 1 vs 8 at ~{r['tokens']} tokens (8 queries, 100-token documents), seconds per query: "
+                  f"old {r['old_b1']:.4f} / {r['old_b8']:.4f} (throughput x{r['old_b1'] / r['old_b8']:.2f}), "
+                  f"new {r['new_b1']:.4f} / {r['new_b8']:.4f} (throughput x{r['new_b1'] / r['new_b8']:.2f}); "
+                  f"new/old at batch 8 {r['new_b8'] / r['old_b8']:.2f}x")
+
+
+def _innermost_label(e) -> str | None:
+    while e is not None:
+        if e.name in LABELS:
+            return e.name
+        e = e.cpu_parent
+    return None
+
+
+def profile_paths(shape: str, device: str, target: int) -> dict:
+    """Time split, op counts and host syncs of one calibrated query, today's path vs the device path."""
+    import collections
+    import warnings
+
+    import torch
+
+    from attnrank.attention import engine
+    from attnrank.attention.engine import Scorer
+
+    model, tok = random_model(shape, device)
+    it, cfg, n_tok = prompt_item(tok, model, target)
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    out = {"shape": shape, "device": device, "tokens": n_tok, "docs": len(it.docids)}
+    for name, kw in (("old", dict(legacy=True)), ("new", {})):
+        sc = Scorer(model, tok, cfg, batch_size=1, **kw)
+        wall = _timed(lambda: sc.score([it]), 1, device)
+        t0 = dict(engine.TRANSFERS)
+        with torch.profiler.profile(activities=acts) as prof:
+            sc.score([it])
+            _sync(device)
+        ev = prof.events()
+        ms = {lab: sum(e.cpu_time_total for e in ev if e.name == lab) / 1e3 for lab in LABELS}
+        ops = collections.Counter()
+        for e in ev:
+            if e.name.startswith("aten::") and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::")):
+                ops[_innermost_label(e) or "other"] += 1
+        res = {"wall_s": wall, "ms": ms, "ops": dict(ops), "ops_total": sum(ops.values()),
+               "scalar_reads": sum(e.name == "aten::_local_scalar_dense" for e in ev),
+               "blocking_copies": engine.TRANSFERS["blocking"] - t0["blocking"],
+               "waits": engine.TRANSFERS["sync"] - t0["sync"]}
+        if device.startswith("cuda"):
+            res["cuda_kernels"] = sum(1 for e in ev if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode(1)
+                try:
+                    sc.score([it])
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            res["cuda_syncs"] = sum("synchroniz" in str(w.message) for w in caught)
+        out[name] = res
+        print(f"  {name}: {res}", file=sys.stderr, flush=True)
+    render_profile(out)
+    return out
+
+
+def render_profile(r: dict) -> None:
+    print(f"\n{r['shape']} random weights on {r['device']}, one calibrated query, {r['tokens']} tokens, {r['docs']} docs; "
+          f"load avg {os.getloadavg()[0]:.1f}. ms from torch.profiler labels (suffix includes capture); ops = top-level "
+          "aten ops (≈ kernel launches on a GPU)\n")
+    cuda = "cuda_syncs" in r["new"]
+    print("| path | wall s | " + " | ".join(f"{x} ms" for x in LABELS) + " | " + " | ".join(f"{x} ops" for x in LABELS)
+          + " | ops total | blocking copies | waits | scalar reads |" + (" CUDA syncs | CUDA kernels |" if cuda else ""))
+    print("|---" * (2 + 2 * len(LABELS) + 4 + (2 if cuda else 0)) + "|")
+    for name in ("old", "new"):
+        x = r[name]
+        print(f"| {name} | {x['wall_s']:.3f} | " + " | ".join(f"{x['ms'][lab]:.1f}" for lab in LABELS) + " | "
+              + " | ".join(str(x["ops"].get(lab, 0)) for lab in LABELS)
+              + f" | {x['ops_total']} | {x['blocking_copies']} | {x['waits']} | {x['scalar_reads']} |"
+              + (f" {x['cuda_syncs']} | {x['cuda_kernels']} |" if cuda else ""))
+
+
+def exactness(device: str) -> dict:
+    """Max |diff| of the device path vs today's path and vs the eager oracle (fp32, tiny models, batches of 4)."""
+    import numpy as np
+    import torch
+
+    from attnrank.attention.engine import QueryInput, Scorer
+    from attnrank.models import build_tiny_model, load_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from engine_oracle import reference_scores
+
+    its = _items(6, 5, seed=5, words=(3, 40)) + [
+        QueryInput("short", "planet", ["e", "o", "t"], ["", "planet", "star comet"])]
+    out = {}
+    for arch, sw in (("llama", None), ("qwen3", None), ("qwen3-sliding", 6)):
+        with tempfile.TemporaryDirectory() as d:
+            build_tiny_model(d, arch="qwen3" if arch.startswith("qwen3") else arch, seed=3, sliding_window=sw)
+            model, tok = load_model(d, device=device, dtype=torch.float32)
+        cfg = {"max_doc_tokens": None, "order": "reversed"}
+        new = Scorer(model, tok, cfg, batch_size=4, token_scores=True)
+        got = new.score(its)
+        old = Scorer(model, tok, cfg, batch_size=4, token_scores=True, legacy=True).score(its)
+        d_old = d_ref = 0.0
+        for it, g, o in zip(its, got, old):
+            r = reference_scores(model, tok, it, cfg)
+            for f in ("raw", "na", "masked_prefix", "masked_head", "masked_layer", "tokens"):
+                d_old = max(d_old, float(np.abs(getattr(g, f) - getattr(o, f)).max(initial=0)))
+                d_ref = max(d_ref, float(np.abs(getattr(g, f) - getattr(r, f)).max(initial=0)))
+        out[arch] = {"branches": new.branches, "queries": len(its), "max_abs_vs_legacy": d_old, "max_abs_vs_eager": d_ref}
+        print(f"exactness {device} fp32 {arch}: {out[arch]}", flush=True)
+    bad = {k: v for k, v in out.items() if max(v["max_abs_vs_legacy"], v["max_abs_vs_eager"]) > 1e-5}
+    print("exactness: " + ("FAILED " + str(sorted(bad)) if bad else "all <= 1e-5"), flush=True)
+    return out
 
 
 def _x(g: dict, a: str, b: str, key: str) -> str:

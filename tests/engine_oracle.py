@@ -6,17 +6,19 @@ import torch
 
 from attnrank.attention.capture import attn_implementation
 from attnrank.attention.engine import QueryInput
-from attnrank.attention.prompts import PromptBuilder, PromptConfig, model_max_length
+from attnrank.attention.prompts import Prompt, PromptBuilder, PromptConfig, model_max_length
 from attnrank.attention.scores import QueryScores
 
 
 @torch.inference_mode()
 def reference_scores(
-    model, tokenizer, item: QueryInput, prompt_cfg: PromptConfig | dict | None = None, layers: int | None = None
+    model, tokenizer, item: QueryInput, prompt_cfg: PromptConfig | dict | None = None, layers: int | None = None,
+    prompt: Prompt | None = None,
 ) -> QueryScores:
-    """Slow reference: eager attention, ``output_attentions=True``, two full passes, direct loops. Tests only."""
-    builder = PromptBuilder(tokenizer, prompt_cfg, model_max_length(model))
-    p = builder.build(item.query, list(item.texts), item.qid)
+    """Slow reference: eager attention, ``output_attentions=True``, two full passes, direct loops. Tests only.
+
+    ``prompt``: score this prompt instead of building one (tests of hand-made spans)."""
+    p = prompt or PromptBuilder(tokenizer, prompt_cfg, model_max_length(model)).build(item.query, list(item.texts), item.qid)
     device = next(model.parameters()).device
     n = model.config.num_hidden_layers if layers is None else min(layers, model.config.num_hidden_layers)
     pl = len(p.prefix_ids)

@@ -198,3 +198,132 @@ def test_smollm2_real_weights_equal_reference(smollm2):
     ref = reference_scores(model, tok, item, {})
     assert got.raw.shape == (30, 9, 3)
     assert_same(got, ref)
+
+
+# ---------------------------------------------------------------------------------------------------- device path
+# The device path (default) against today's engine (``legacy=True``: repeated cache, host loops) and the eager
+# output_attentions oracle: both to ATOL in fp32, token scores included.
+
+def assert_same_tokens(a, b, atol=ATOL):
+    assert_same(a, b, atol)
+    assert a.tokens is not None and b.tokens is not None and a.tokens.shape == b.tokens.shape
+    np.testing.assert_allclose(a.tokens, b.tokens, atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_sliding(tmp_path_factory):
+    return load_model(build_tiny_model(tmp_path_factory.mktemp("sw") / "sw", arch="qwen3", seed=2, sliding_window=6))
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "sliding"])
+def test_device_path_equals_legacy_and_reference(arch, tiny_llama, tiny_qwen3, tiny_sliding):
+    model, tok = {"llama": tiny_llama, "qwen3": tiny_qwen3, "sliding": tiny_sliding}[arch]
+    cfg = {"order": "reversed"}
+    new = Scorer(model, tok, cfg, batch_size=3, token_scores=True)
+    assert new.branches == (arch != "sliding")  # sliding windows keep the repeated-cache suffix pass
+    got = new.score(ITEMS)  # batches of 3 with different prefix lengths: right padding
+    old = Scorer(model, tok, cfg, batch_size=3, token_scores=True, legacy=True).score(ITEMS)
+    for item, g, o in zip(ITEMS, got, old):
+        assert_same_tokens(g, o)
+        assert_same_tokens(g, reference_scores(model, tok, item, cfg))
+        assert g.raw.dtype == g.masked_head.dtype == g.tokens.dtype == np.float32
+    assert np.ptp(got[3].masked_head) > 1e-3  # signal, not zeros
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_device_path_two_pass_and_batches(tiny_llama, reuse):
+    model, tok = tiny_llama
+    one = Scorer(model, tok, {}, batch_size=1, reuse_prefix=reuse, token_scores=True).score(ITEMS)
+    many = Scorer(model, tok, {}, batch_size=4, reuse_prefix=reuse, token_scores=True).score(ITEMS)
+    for a, b in zip(one, many):
+        assert_same_tokens(a, b)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "sliding"])
+def test_zero_one_two_token_documents(arch, tiny_llama, tiny_qwen3, tiny_sliding):
+    """Hand-made spans (as when a span starts after its marker): documents of 0, 1 and 2 tokens, batched."""
+    model, tok = {"llama": tiny_llama, "qwen3": tiny_qwen3, "sliding": tiny_sliding}[arch]
+    scorer = Scorer(model, tok, {}, batch_size=4, token_scores=True)
+    prompts = {}
+    for it in ITEMS:
+        p = scorer.builder.build(it.query, list(it.texts), it.qid)
+        spans = list(p.doc_spans)
+        for j, keep in zip(range(len(spans)), (0, 1, 2)):
+            s, e = spans[j]
+            spans[j] = (e - keep, e)
+        p = copy.deepcopy(p)
+        p.doc_spans, p.n_tokens = spans, [e - s for s, e in spans]
+        prompts[it.qid] = p
+    scorer.builder.build = lambda query, docs, qid="": copy.deepcopy(prompts[qid])
+    legacy = Scorer(model, tok, {}, batch_size=4, token_scores=True, legacy=True)
+    legacy.builder.build = scorer.builder.build
+    got, old = scorer.score(ITEMS), legacy.score(ITEMS)
+    for it, g, o in zip(ITEMS, got, old):
+        assert list(g.n_tokens[:3]) == [0, 1, 2][: len(it.docids)]
+        assert_same_tokens(g, o)
+        assert_same_tokens(g, reference_scores(model, tok, it, {}, prompt=prompts[it.qid]))
+        assert np.all(g.raw[..., 0] == 0) and np.all(g.masked_head[..., 0] == 0)  # an empty span scores 0
+
+
+def test_branch_dispatch(tiny_llama, tiny_sliding):
+    from attnrank.attention.capture import branch_supported
+
+    assert branch_supported(tiny_llama[0].config)
+    assert not branch_supported(tiny_sliding[0].config)
+    with pytest.raises(ValueError, match="sliding-window"):
+        Scorer(*tiny_sliding, {}, branches=True)
+    cfg = copy.deepcopy(tiny_llama[0].config)
+    cfg.attn_logit_softcapping = 50.0
+    assert not branch_supported(cfg)
+    # the repeated-cache pass also serves full-attention models when asked (the same numbers)
+    model, tok = tiny_llama
+    a = Scorer(model, tok, {}, batch_size=3, branches=False, token_scores=True).score(ITEMS)
+    b = Scorer(model, tok, {}, batch_size=3, token_scores=True).score(ITEMS)
+    for x, y in zip(a, b):
+        assert_same_tokens(x, y)
+
+
+def test_masked_segments_equal_host_masked_sum():
+    from attnrank.attention.engine import _masked_segments, _span_tokens
+    from attnrank.attention.scores import masked_sum
+
+    g = torch.Generator().manual_seed(0)
+    spans = [[(2, 2), (3, 4), (5, 7), (7, 19), (20, 31)], [(0, 9), (9, 9), (12, 14), (14, 15), (0, 0)]]
+    n_docs = [5, 4]
+    p = 33
+    c = torch.rand(2, 6, p, generator=g, dtype=torch.float64) * 1e-2
+    c[0, :, 10] = -1.0  # an outlier of document 3 of query 0: dropped
+    starts = torch.tensor([[s for s, _ in sp] for sp in spans])
+    ends = torch.tensor([[e for _, e in sp] for sp in spans])
+    seg = torch.full((2, p), 5, dtype=torch.long)
+    for b, sp in enumerate(spans):
+        pos, owner = _span_tokens(sp[: n_docs[b]])
+        seg[b, torch.from_numpy(pos)] = torch.from_numpy(owner)
+    got = _masked_segments(c, seg, starts, ends)
+    for b, sp in enumerate(spans):
+        sp = sp[: n_docs[b]]
+        pos, _ = _span_tokens(sp)
+        want = masked_sum(c[b].numpy()[:, pos], [e - s for s, e in sp])
+        np.testing.assert_allclose(got[b, :, : n_docs[b]].numpy(), want, atol=1e-12, rtol=0)
+    assert got[0, 0, 3] > c[0, 0, 7:19].sum() + 0.5  # the outlier was really dropped
+
+
+def test_device_path_has_no_host_sync_inside_the_pass(tiny_qwen3):
+    """No scalar read-back (item / bool / nonzero) in a whole device-path run, no blocking copy; one wait per batch."""
+    from attnrank.attention import engine
+
+    model, tok = tiny_qwen3
+    scorer = Scorer(model, tok, {}, batch_size=2, token_scores=True)
+    scorer.score(ITEMS[:1])
+    before = dict(engine.TRANSFERS)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        scorer.score(ITEMS)
+    names = [e.name for e in prof.events()]
+    assert not [n for n in names if n in ("aten::_local_scalar_dense", "aten::item", "aten::nonzero", "aten::is_nonzero")]
+    assert engine.TRANSFERS["blocking"] == before["blocking"]
+    assert engine.TRANSFERS["sync"] - before["sync"] == 2  # 4 queries, batch 2: one wait per batch
+    assert names.count("prefix") == 2 and names.count("suffix") == 2
+    legacy = Scorer(model, tok, {}, batch_size=2, legacy=True)
+    before = dict(engine.TRANSFERS)
+    legacy.score(ITEMS)
+    assert engine.TRANSFERS["blocking"] - before["blocking"] >= 2 * 5  # today's path: blocking copies every batch
