@@ -301,3 +301,42 @@ def test_table_captions_name_the_deviations(tmp_path):
     caption = next(line for line in tex.splitlines() if line.startswith(r"\caption"))
     assert r"core: depth, doc\_title; icr: none" in caption
     assert "paper-protocol rows differ" not in tables.metric_table(res, "ndcg@10")
+
+
+SPAN_CFGS = [
+    # the engine's query rows are the query span; the tokens after it (rest_ids) are never fed
+    {"role_prefix": "<|im_start|>user\n", "role_suffix": "<|im_end|>\n<|im_start|>assistant\n", "query_span": "query",
+     "separator": " \n\n", "instruction": " Here are some paragraphs:"},
+    {"role_prefix": "<|im_start|>user\n", "role_suffix": "<|im_end|>\n<|im_start|>assistant\n", "query_span": "late",
+     "query_tail_tokens": 1, "marker": "[document {i}]", "doc_span": "body"},
+]
+
+
+@pytest.mark.parametrize("cfg", SPAN_CFGS, ids=["query-only", "late+1"])
+def test_engine_on_preset_spans_equals_full_prompt_oracle(tiny_llama, cfg):
+    """Causality makes the short suffix exact: the engine (query span only, prefix reused) equals an eager pass over
+    the whole rendered prompt (``text_ids``, the template tail included) averaging the query span's rows."""
+    import numpy as np
+    import torch
+
+    from attnrank.attention.capture import attn_implementation
+    from attnrank.attention.engine import QueryInput, Scorer
+    from attnrank.attention.prompts import PromptBuilder
+
+    model, tok = tiny_llama
+    cfg = {**cfg, "order": "reversed"}
+    item = QueryInput("q1", "planet star orbit", ["d1", "d2", "d3"],
+                      ["planet star comet the moon orbit of a galaxy", "bank loan interest and the market", ""])
+    got = Scorer(model, tok, cfg).score([item])[0]
+    p = PromptBuilder(tok, cfg).build(item.query, list(item.texts), item.qid)
+    assert p.rest_ids  # there is a tail after the span, and the engine did not need it
+    pl_ = len(p.prefix_ids)
+    with torch.inference_mode(), attn_implementation(model, "eager"):
+        for calib, have in ((False, got.raw), (True, got.na)):
+            ids = p.text_ids(calibration=calib)
+            span = len(p.na_ids if calib else p.query_ids)
+            out = model(input_ids=torch.tensor([ids]), output_attentions=True, use_cache=False)
+            att = torch.stack([a[0, :, pl_:pl_ + span, :].float().mean(1) for a in out.attentions])  # [L, H, T]
+            want = np.stack([att[:, :, s:e].sum(-1).numpy() for s, e in p.doc_spans], -1)
+            np.testing.assert_allclose(have, want, atol=1e-5, rtol=0)
+    assert got.n_tokens.tolist() == [e - s for s, e in p.doc_spans]
