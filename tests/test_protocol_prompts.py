@@ -132,10 +132,12 @@ def _dec(tok, ids):
     return tok.decode(ids).split()
 
 
-def test_icr_spans_token_by_token():
+@pytest.mark.parametrize("protocol", ["icr", "qrhead"])
+def test_icr_spans_token_by_token(protocol):
     """ICR: a document's span is its '[i] doc' block (in_context_reranker.py:489-491), the query span runs from the
-    late instruction to the prompt's last token (:506, :527)."""
-    b = builder("icr", "llama")
+    late instruction to the prompt's last token (:506, :527); QRHead the same (attn_retriever.py:168-178: the
+    block's and the query content's first to last token, the suffix included)."""
+    b = builder(protocol, "llama")
     tok, p = b.tok, b.build(QUERY, DOCS, qid="q")
     s, e = p.doc_spans[0]  # rank 1, the second block
     assert p.prefix_ids[s:e] == b.encode("[2]") + b.encode(" star\nA star is a ball of plasma")
