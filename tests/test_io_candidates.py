@@ -47,7 +47,8 @@ def test_candidates_build_truncates_and_skips(caplog):
     run = pl.DataFrame({"qid": ["q1", "q1", "q1"], "docid": ["d2", "d1", "d3"], "rank": [1, 2, 3], "score": [3.0, 2.0, 1.0]})
     cands, meta = candidates.build(_ds(), run, depth=2, max_doc_words=3, key="toy/bm25")
     assert cands["docid"].to_list() == ["d2", "d1"]
-    assert cands.filter(pl.col("docid") == "d1")["text"].item() == "T one two"
+    # the body is cut (3 words, split(' ') as the references cut it), the title prepended after (issue 22)
+    assert cands.filter(pl.col("docid") == "d1")["text"].item() == "T\none two three"
     assert cands.columns == ["qid", "query", "docid", "rank", "score", "text"]
     assert meta["queries_without_candidates"] == ["q2"]
     assert "without candidates" in caplog.text

@@ -43,7 +43,7 @@ def test_paper_config_is_valid_and_covers_the_grid(cfg):
     assert ds[cfg["detection"]["dataset"]]["id"] == "dpr-w100/natural-questions/train"
     assert not ds[cfg["tuning"]["dataset"]]["evaluate"]
     assert {m["id"] for m in cfg["models"].values()} == {
-        "meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-4B",
+        "meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.2", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-4B",
         "Qwen/Qwen3-8B",
     }
     kinds = sorted(m["kind"] for m in cfg["methods"].values())

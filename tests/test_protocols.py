@@ -103,5 +103,30 @@ def test_protocol_presets_fill_unset_method_keys_and_report_grid_deviations():
     assert any(d.startswith("first_stage: paper 'dense:ibm-granite") for d in dev)
     assert "depth: paper 40, here 20" in dev and "max_doc_tokens: paper None, here 100" in dev
     assert "detection_negatives: paper 49, here 9" in dev and not any(d.startswith("detection_queries") for d in dev)
-    assert protocols.deviations("shared", {**cfg, "candidates": {"depth": 100, "max_doc_words": 300},
-                                           "prompt": {"max_doc_tokens": None}}, "bm25") == []
+    # what it cannot compare it says: no model, no prompt, a detection first stage the grid does not name
+    assert "not comparable: model (no hub model id: its version and prompt family are unknown)" in dev
+    assert any(d.startswith("not comparable: prompt") for d in dev)
+    assert any(d.startswith("not comparable: detection_first_stage") for d in dev)
+    shared = {**cfg, "candidates": {"depth": 100, "max_doc_words": 300}, "prompt": {"max_doc_tokens": None}}
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    prompt = {**protocols.prompt_config("shared", llama, "scifact"), "max_doc_tokens": None}
+    assert protocols.deviations("shared", shared, "bm25", prompt=prompt, model_id=llama, dataset="scifact") == []
+    # the prompt and the model version are compared: the chat-template prompt, Mistral v0.3, an unknown family
+    dev = protocols.deviations("shared", shared, "bm25", prompt={"max_doc_tokens": None}, model_id=llama, dataset="nq")
+    assert "prompt.late_instruction: paper 'Please answer the following question based on the information in the " \
+           "paragraphs above.', here 'Please find information that are relevant to the following query in the " \
+           "paragraphs above.'" in dev and any(d.startswith("prompt.role_prefix: paper '<|start_header_id|>") for d in dev)
+    v3 = "mistralai/Mistral-7B-Instruct-v0.3"
+    dev = protocols.deviations("icr", shared, "bm25", prompt=protocols.prompt_config("icr", v3, "nq"), model_id=v3, dataset="nq")
+    assert dev == ["model: paper 'mistralai/Mistral-7B-Instruct-v0.2', here 'mistralai/Mistral-7B-Instruct-v0.3'"]
+    dev = protocols.deviations("icr", shared, "bm25", prompt={}, model_id="HuggingFaceTB/SmolLM2-135M-Instruct", dataset="nq")
+    assert dev == ["not comparable: prompt (OSU-NLP-Group/In-Context-Reranking has no prompt for the model family of "
+                   "'HuggingFaceTB/SmolLM2-135M-Instruct')"]
+    # a key a preset fixes that no reader knows is reported, never silently equal
+    fake = protocols.Protocol("fake", "p", "src", grid={"layout_x": 3})
+    protocols.PROTOCOLS["fake"] = fake
+    try:
+        assert protocols.deviations("fake", shared, "bm25", prompt={}, model_id=llama, dataset="nq")[0] == \
+            "not comparable: layout_x (paper 3; the grid does not record it)"
+    finally:
+        del protocols.PROTOCOLS["fake"]

@@ -140,9 +140,28 @@ class Plan:
         """The method column of a run: ``icr`` when the grid has one prompt order, ``icr@reversed`` when it has several."""
         return f"{method}@{order}" if len(self.all_orders) > 1 else method
 
-    def prompt_cfg(self, order: str) -> dict:
-        """The PromptConfig dict of the attention pass in ``order``."""
-        return {**{k: v for k, v in self.cfg["prompt"].items() if k != "orders"}, "order": order}
+    def prompt_cfg(self, order: str, model: str | None = None, dataset: str | None = None,
+                   protocol: str | None = None) -> dict:
+        """The PromptConfig dict of the attention pass in ``order``; with a protocol (``protocol``, else
+        ``pass_protocol(order)``), the keys that preset fixes for the model's family and the dataset
+        (``protocols.prompt_config``) fill the keys ``prompt`` leaves unset."""
+        base = {k: v for k, v in self.cfg["prompt"].items() if k not in ("orders", "protocol")}
+        proto = protocol or self.pass_protocol(order)
+        if proto and model is not None and dataset is not None:
+            fixed = protocols.prompt_config(proto, self.cfg["models"][model].get("id"),
+                                            protocols.reference_dataset(dataset, self.cfg["datasets"].get(dataset)))
+            base = {**fixed, **base}
+        return {**base, "order": order}
+
+    def pass_protocol(self, order: str) -> str | None:
+        """The preset whose prompt the attention passes in ``order`` use: the one protocol every attention method
+        run in that order names (CoRe's own rows in paper.yaml: the retrieval-order pass is theirs alone), else
+        ``prompt.protocol`` (None: the configured prompt as is). A method whose protocol's prompt differs from its
+        pass's lists that in its run's ``protocol_deviations``."""
+        users = {self.cfg["methods"][m].get("protocol") for m in self.attention_methods if order in self.method_orders(m)}
+        if len(users) == 1 and None not in users:
+            return users.pop()
+        return self.cfg["prompt"].get("protocol")
 
     def latency_prompt(self) -> dict:
         """The prompt the latency benchmark times attention methods with (the first configured order)."""
@@ -235,11 +254,18 @@ class Plan:
         """The model keys that decide its prepared weights (editing batch size or dtype re-prepares nothing)."""
         return {k: v for k, v in self.cfg["models"][model].items() if k not in _RUN_ONLY_MODEL_KEYS}
 
-    def protocol_grid(self, method: str) -> dict:
-        """The grid settings a method's protocol preset is compared with ({} for methods without a preset)."""
+    def protocol_grid(self, method: str, model: str | None = None, dataset: str | None = None) -> dict:
+        """The grid settings a method's protocol preset is compared with ({} for methods without a preset): the
+        config sections, the model id and the dataset (its BEIR name and entry)."""
         if not self.cfg["methods"][method].get("protocol"):
             return {}
-        return {k: self.cfg.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")}
+        out = {k: self.cfg.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")}
+        if model is not None:
+            out["model_id"] = self.cfg["models"][model].get("id")
+        if dataset is not None:
+            out["dataset"] = self.cfg["datasets"][dataset]
+            out["dataset_name"] = protocols.reference_dataset(dataset, self.cfg["datasets"][dataset])
+        return out
 
     # ------------------------------------------------------------------------------------------------ figures
     def plot_outputs(self) -> list[str]:

@@ -6,7 +6,7 @@ rule attention_scores:
     output:
         scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
     params:
-        prompt=lambda w: prompt_cfg(w.order),
+        prompt=lambda w: prompt_cfg(w.order, w.model, w.dataset),
         layers=PLAN.engine_layers(),
         # per-head token scores (masked calibration over any head subset / layer window) on evaluation sets only
         token_scores=lambda w: CFG["engine"]["token_scores"] and CFG["datasets"][w.dataset]["evaluate"],
@@ -62,7 +62,7 @@ rule detection_scores:
     output:
         paths.detection_scores("{model}", "{order}"),
     params:
-        prompt=lambda w: prompt_cfg(w.order),
+        prompt=lambda w: prompt_cfg(w.order, w.model, CFG.get("detection", {}).get("dataset")),
         layers=None,
         token_scores=False,  # per-head masked scores (QRHead's detection) are kept in every cache
         token_dtype="float32",
@@ -95,7 +95,7 @@ rule detect_heads:
     params:
         temperature=lambda w: float(w.temperature),
         detection=CFG.get("detection", {}),
-        prompt=lambda w: prompt_cfg(w.order),
+        prompt=lambda w: prompt_cfg(w.order, w.model, CFG.get("detection", {}).get("dataset")),
         code=script_code("detect_heads"),
     log:
         log_path("detect_heads", "{model}", "{order}", "t{temperature}"),
@@ -174,7 +174,7 @@ rule rerank_attention:
         spec=lambda w: CFG["methods"][w.method],
         code=lambda w: method_code("rerank_attention", w.method),
         # the grid settings a protocol preset is compared with (only for methods that name one)
-        grid=lambda w: PLAN.protocol_grid(w.method),
+        grid=lambda w: PLAN.protocol_grid(w.method, w.model, w.dataset),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}"),
     benchmark:

@@ -44,7 +44,10 @@ def rerank(name: str, spec: dict, inputs: dict, outputs: dict, retriever: str, g
         from .. import protocols
 
         used["protocol"] = spec["protocol"]
-        used["protocol_deviations"] = protocols.deviations(spec["protocol"], grid or {}, retriever)
+        grid = grid or {}
+        used["protocol_deviations"] = protocols.deviations(
+            spec["protocol"], grid, retriever, prompt=manifest.get("prompt"), model_id=grid.get("model_id"),
+            dataset=grid.get("dataset_name"), method=spec)
     full = candidates.merge_with_tail(run, io.read_trec(inputs["run"]))
     io.write_trec(full, outputs["run"], tag=name)
     io.write_json(outputs["used"], used)

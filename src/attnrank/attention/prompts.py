@@ -15,7 +15,18 @@ A tokenizer without a chat template gets a plain prompt (BOS when the tokenizer 
 
 Config keys (``PromptConfig.from_dict``): ``instruction``, ``late_instruction``, ``separator``,
 ``calibration_query``, ``max_doc_tokens``, ``max_doc_words``, ``order`` (retrieval | reversed | shuffle),
-``seed``, ``max_length`` (default: the model's ``max_position_embeddings``), ``use_chat_template``.
+``seed``, ``max_length`` (default: the model's ``max_position_embeddings``), ``use_chat_template``, and the keys a
+paper's preset fixes (``attnrank.protocols.prompt_config``; the defaults give the layout above):
+
+- ``role_prefix`` / ``role_suffix``: the bare role wrapper the reference code writes by hand instead of the chat
+  template (ICR ``[INST]`` ... ``[/INST]``; BOS prepended when the tokenizer adds one). None: the chat template.
+- ``marker``: the document marker, ``{i}`` = slot (ICR ``[{i}]``, CoRe ``[document {i}]``).
+- ``doc_span``: ``block`` (marker and body, ICR) | ``body`` (the body after the marker, CoRe).
+- ``query_span``: ``suffix`` (late instruction to the end of the prompt, ICR) | ``late`` (late instruction to the
+  query's last token plus ``query_tail_tokens`` tokens of the template tail, CoRe) | ``query`` (the query text
+  only, Selective-ICR on models other than Llama and Mistral). Attention is causal, so the tokens after the query
+  span cannot change the query rows' attention: they are kept in ``Prompt.rest_ids`` (the rendered prompt) and
+  not fed to the attention pass; under ``query`` the late instruction and ``Query:`` move into the shared prefix.
 
 Over-long prompts: when prefix + the longer suffix exceeds ``max_length``, every document is cut to
 ``floor(n_i * budget / sum(n))`` tokens (proportional truncation, at least its marker stays) and a warning is logged.
@@ -26,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import InputError
 
@@ -34,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _SENTINEL = "\u2063ATTNRANK_SLOT\u2063"
 ORDERS = ("retrieval", "reversed", "shuffle")
+DOC_SPANS = ("block", "body")
+QUERY_SPANS = ("suffix", "late", "query")
 
 
 RENAMED = {"doc_max_tokens": "max_doc_tokens", "doc_max_words": "max_doc_words"}  # old key -> new key (rejected)
@@ -53,6 +66,12 @@ class PromptConfig:
     seed: int = 0
     max_length: int | None = None
     use_chat_template: bool = True
+    role_prefix: str | None = None
+    role_suffix: str | None = None
+    marker: str = "[{i}]"
+    doc_span: str = "block"
+    query_span: str = "suffix"
+    query_tail_tokens: int = 0
 
     @classmethod
     def from_dict(cls, d: dict | None, key: str = "prompt") -> "PromptConfig":
@@ -67,7 +86,14 @@ class PromptConfig:
         cfg = cls(**d)
         if cfg.order not in ORDERS:
             raise InputError(f"{key}.order: '{cfg.order}' is not one of {list(ORDERS)}")
-        for name in ("max_doc_tokens", "max_doc_words", "max_length"):
+        for name, allowed in (("doc_span", DOC_SPANS), ("query_span", QUERY_SPANS)):
+            if getattr(cfg, name) not in allowed:
+                raise InputError(f"{key}.{name}: '{getattr(cfg, name)}' is not one of {list(allowed)}")
+        if "{i}" not in cfg.marker:
+            raise InputError(f"{key}.marker: must contain '{{i}}' (the slot number), got {cfg.marker!r}")
+        if (cfg.role_prefix is None) != (cfg.role_suffix is None):
+            raise InputError(f"{key}: role_prefix and role_suffix are set together (both or neither)")
+        for name in ("max_doc_tokens", "max_doc_words", "max_length", "query_tail_tokens"):
             v = getattr(cfg, name)
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise InputError(f"{key}.{name}: expected a non-negative integer or null, got {v!r}")
@@ -91,6 +117,11 @@ class Prompt:
     positions: list[int]
     n_tokens: list[int]
     truncated: bool = False
+    rest_ids: list[int] = field(default_factory=list)  # after the query span: rendered, not fed to the pass
+
+    def text_ids(self, calibration: bool = False) -> list[int]:
+        """The whole rendered prompt (``full_ids`` and the tokens after the query span)."""
+        return self.full_ids(calibration) + self.rest_ids
 
     def full_ids(self, calibration: bool = False) -> list[int]:
         return self.prefix_ids + (self.na_ids if calibration else self.query_ids)
@@ -137,6 +168,17 @@ class PromptBuilder:
         return list(self._enc_cache[text])
 
     def _template_pieces(self) -> tuple[list[int], list[int]]:
+        self.head_text, self.tail_text = self._template_text()
+        return self.encode(self.head_text), self.encode(self.tail_text)
+
+    def _bos_text(self) -> str:
+        bos = getattr(self.tok, "bos_token_id", None)
+        adds_bos = bos is not None and list(self.tok.encode("a", add_special_tokens=True))[:1] == [bos]
+        return self.tok.bos_token if adds_bos else ""
+
+    def _template_text(self) -> tuple[str, str]:
+        if self.cfg.role_prefix is not None:  # the reference's hand-written wrapper (tokenizer(text) adds BOS)
+            return self._bos_text() + self.cfg.role_prefix, self.cfg.role_suffix
         tmpl = getattr(self.tok, "chat_template", None)
         if self.cfg.use_chat_template and tmpl:
             msgs = [{"role": "user", "content": _SENTINEL}]
@@ -148,34 +190,58 @@ class PromptBuilder:
                 text = text[0]
             if text.count(_SENTINEL) == 1:
                 head, tail = text.split(_SENTINEL)
-                return self.encode(head), self.encode(tail)
+                return head, tail
             log.warning("chat template did not render the message once; using a plain prompt")
         else:
             log.info("no chat template (or disabled): using a plain prompt")
-        bos = getattr(self.tok, "bos_token_id", None)
-        adds_bos = bos is not None and list(self.tok.encode("a", add_special_tokens=True))[:1] == [bos]
-        return ([bos] if adds_bos else []), []
+        return self._bos_text(), ""
 
-    def _suffix(self, query: str) -> list[int]:
+    # text pieces: ``render_text`` joins them, ``build`` encodes each on its own
+    def _late_text(self) -> list[str]:
         c = self.cfg
-        q = query.strip()
-        ids = self._enc(c.late_instruction) + self._enc(c.separator) + self._enc("Query:")
-        if q:
-            ids = ids + self.encode(" " + q)
-        return ids + self.tail
+        return [c.late_instruction, c.separator, "Query:"]
 
-    def doc_tokens(self, text: str) -> list[int]:
-        """Token ids of one document body (" " + text, word- then token-truncated by the config)."""
+    def _query_text(self, query: str) -> str:
+        q = query.strip()
+        return " " + q if q or self.cfg.query_span == "query" else ""  # the reference encodes f' {q}' always
+
+    def _body_text(self, text: str) -> str:
         c = self.cfg
         text = (text or "").strip()
         if c.max_doc_words is not None:
             text = " ".join(text.split()[: c.max_doc_words])
-        ids = self.encode(" " + text) if text else []
-        if c.max_doc_tokens is not None:
-            ids = ids[: c.max_doc_tokens]
+        return " " + text if text else ""
+
+    def _suffix(self, query: str) -> tuple[list[int], list[int]]:
+        """(query span ids, ids after it) of the part after the shared prefix."""
+        c = self.cfg
+        q = self.encode(self._query_text(query))
+        late = [t for piece in self._late_text() for t in self._enc(piece)]
+        if c.query_span == "query":
+            return q, list(self.tail)
+        if c.query_span == "late":
+            n = c.query_tail_tokens
+            return late + q + self.tail[:n], self.tail[n:]
+        return late + q + self.tail, []
+
+    def doc_tokens(self, text: str) -> list[int]:
+        """Token ids of one document body (" " + text, word- then token-truncated by the config)."""
+        ids = self.encode(self._body_text(text))
+        if self.cfg.max_doc_tokens is not None:
+            ids = ids[: self.cfg.max_doc_tokens]
         return ids
 
     _doc_tokens = doc_tokens  # old name
+
+    def render_text(self, query: str, docs: list[str], qid: str = "", calibration: bool = False) -> str:
+        """The prompt as text (documents not cut in tokens): what ``build`` encodes piece by piece."""
+        c = self.cfg
+        slots = prompt_order(len(docs), c.order, c.seed, qid)
+        out = [self.head_text, c.instruction]
+        for s, j in enumerate(slots):
+            out += [c.separator, c.marker.format(i=s + 1), self._body_text(docs[j])]
+        out += [c.separator, *self._late_text(), self._query_text(c.calibration_query if calibration else query), self.tail_text]
+        return "".join(out)
 
     # ------------------------------------------------------------------ build
     def build(self, query: str, docs: list[str], qid: str = "") -> Prompt:
@@ -184,11 +250,14 @@ class PromptBuilder:
         k = len(docs)
         slots = prompt_order(k, c.order, c.seed, qid)
         sep = self._enc(c.separator)
-        markers = [self._enc(f"[{s + 1}]") for s in range(k)]
+        markers = [self._enc(c.marker.format(i=s + 1)) for s in range(k)]
         bodies = [self.doc_tokens(docs[j]) for j in slots]  # by slot
-        q_suffix, na_suffix = self._suffix(query), self._suffix(c.calibration_query)
+        (q_suffix, rest), (na_suffix, _) = self._suffix(query), self._suffix(c.calibration_query)
         head = self.head + self._enc(c.instruction)
-        fixed = len(head) + k * len(sep) + sum(map(len, markers)) + len(sep) + max(len(q_suffix), len(na_suffix))
+        # query span "query": the late instruction and "Query:" are the same for the query and "N/A": shared prefix
+        late = [t for piece in self._late_text() for t in self._enc(piece)] if c.query_span == "query" else []
+        fixed = (len(head) + k * len(sep) + sum(map(len, markers)) + len(sep) + len(late)
+                 + max(len(q_suffix), len(na_suffix)))
         total_docs = sum(map(len, bodies))
         truncated = False
         if self.max_length is not None and fixed + total_docs > self.max_length:
@@ -208,12 +277,15 @@ class PromptBuilder:
         for s, j in enumerate(slots):
             ids += sep
             start = len(ids)
-            ids += markers[s] + bodies[s]
+            ids += markers[s]
+            if c.doc_span == "body":
+                start = len(ids)
+            ids += bodies[s]
             spans[j] = (start, len(ids))
             n_tokens[j] = len(ids) - start
             positions[j] = s
-        ids += sep
-        return Prompt(ids, q_suffix, na_suffix, spans, positions, n_tokens, truncated)
+        ids += sep + late
+        return Prompt(ids, q_suffix, na_suffix, spans, positions, n_tokens, truncated, rest)
 
 
 def model_max_length(model_or_config) -> int | None:

@@ -335,7 +335,7 @@ def tables_job(evals: Sequence[str], latency_paths: Sequence[str], out_dir: str 
     results = tables.write_tables(
         list(evals), out_dir, metric, metrics=metrics, baseline=baseline, significance=dict(significance),
         latency_paths=list(latency_paths), order=TableOrder(**{k: tuple(v) for k, v in order.items()}),
-        labels=dict(labels), candidates=dict(candidates),
+        labels=dict(labels), candidates=dict(candidates), deviations=tables.protocol_deviation_keys(dict(sidecars)),
     )
     grid.write_grid(results, cells, metric, grid_dir, latency_paths=list(latency_paths), sidecars=dict(sidecars),
                     methods_order=order["methods"], labels=dict(labels))

@@ -13,6 +13,8 @@ value columns use ``table*`` (full width in two-column papers).
 
 from __future__ import annotations
 
+import json
+
 import logging
 import math
 import re
@@ -179,13 +181,16 @@ def _baseline_text(baseline: str) -> str:
 
 def metric_table(results: pl.DataFrame, metric: str, *, order: TableOrder = TableOrder(), baseline: str = FIRST_STAGE,
                  cfg: TestConfig = TestConfig(), label: str | None = None, scale: float = 100.0, decimals: int = 1,
-                 labels: Mapping[str, str] | None = None, candidates: Mapping | None = None) -> str:
+                 labels: Mapping[str, str] | None = None, candidates: Mapping | None = None,
+                 deviations: Mapping[str, Sequence[str]] | None = None) -> str:
     """Booktabs table of one metric from ``results_frame`` output (datasets as rows, run groups as columns).
 
     The best re-ranker per row (compared as printed, so ties are all bold; first stages only where a row has no
     re-ranker) in bold; the average row (only with >= 2 datasets) is the mean over datasets of each column that
     has every dataset, else "--". ``labels`` maps dataset / retriever / model / method keys to display names;
-    ``candidates`` ({"depth": k, "retrievers": [...]}) puts the re-ranked depth and first stage in the caption.
+    ``candidates`` ({"depth": k, "retrievers": [...]}) puts the re-ranked depth and first stage in the caption;
+    ``deviations`` ({method: [key, ...]}, ``protocol_deviation_keys``) where each paper-protocol row differs from
+    its paper.
     """
     lab = lambda n: display_name(labels, n)  # noqa: E731
     sub = results.filter(pl.col("metric") == metric)
@@ -199,6 +204,7 @@ def metric_table(results: pl.DataFrame, metric: str, *, order: TableOrder = Tabl
 
     spec = "l" + "".join("r" * len(g.columns) for g in groups)
     caption = _caption(metric, baseline, cfg, bool(family_rows(row_groups(datasets))), scale, _candidates_text(candidates, lab))
+    caption += _deviations_text(deviations, lab, set(sub["method"].unique()))
     lines = _begin(len(columns), spec, caption, label or f"tab:{_safe(metric)}")
     head, rules, start = [""], [], 2
     for g in groups:
@@ -289,6 +295,30 @@ def _candidates_text(candidates: Mapping | None, lab=lambda n: n) -> str:
         return ""
     rets = ", ".join(latex_escape(lab(r)) for r in candidates.get("retrievers") or []) or "the first stage"
     return f"Re-rankers re-rank the top-{int(candidates['depth'])} of {rets}. "
+
+
+def protocol_deviation_keys(sidecars: Mapping[str, Mapping]) -> dict[str, list[str]]:
+    """{method column: sorted keys its runs deviate from their paper protocol in} from the runs' ``.json``
+    sidecars ({path: {method, ...}}; only runs that name a protocol)."""
+    out: dict[str, set[str]] = {}
+    for path, ids in sidecars.items():
+        with open(path) as f:
+            used = json.load(f)
+        if not used.get("protocol"):
+            continue
+        keys = out.setdefault(ids["method"], set())
+        for d in used.get("protocol_deviations") or []:
+            keys.add(d.split(" (")[0] if d.startswith("not comparable: ") else d.split(":")[0])
+    return {m: sorted(k) for m, k in out.items()}
+
+
+def _deviations_text(deviations: Mapping[str, Sequence[str]] | None, lab, present: set[str]) -> str:
+    rows = {m: k for m, k in (deviations or {}).items() if m in present}
+    if not rows:
+        return ""
+    parts = [f"{latex_escape(lab(m))}: {', '.join(latex_escape(x) for x in k) if k else 'none'}" for m, k in sorted(rows.items())]
+    return (" Where paper-protocol rows differ from their paper (keys; each run's .json lists the values): "
+            + "; ".join(parts) + ".")
 
 
 def _caption(metric: str, baseline: str, cfg: TestConfig, average: bool, scale: float, rerank_text: str = "") -> str:
@@ -392,7 +422,8 @@ NO_LATENCY = "% no latency measurements were given to the tables rule\n"
 def write_tables(eval_paths: list[str | Path], out_dir: str | Path, metric: str, *, metrics: Sequence[str] = (),
                  baseline: str = FIRST_STAGE, significance: dict | TestConfig | None = None,
                  latency_paths: Sequence[str | Path] = (), order: TableOrder = TableOrder(),
-                 labels: Mapping[str, str] | None = None, candidates: Mapping | None = None) -> pl.DataFrame:
+                 labels: Mapping[str, str] | None = None, candidates: Mapping | None = None,
+                 deviations: Mapping[str, Sequence[str]] | None = None) -> pl.DataFrame:
     """Write results.csv (long form), results.tex (every metric), main.tex (``metric``) and latency.tex.
 
     latency.tex holds only a LaTeX comment when no latency CSV is given. ``labels``: display names;
@@ -407,7 +438,7 @@ def write_tables(eval_paths: list[str | Path], out_dir: str | Path, metric: str,
     out = Path(out_dir)
     with atomic_path(out / "results.csv") as tmp:
         results.write_csv(tmp)
-    kw = dict(order=order, baseline=baseline, cfg=cfg, labels=labels, candidates=candidates)
+    kw = dict(order=order, baseline=baseline, cfg=cfg, labels=labels, candidates=candidates, deviations=deviations)
     write_text(out / "results.tex", "\n".join(metric_table(results, m, **kw) for m in ordered))
     write_text(out / "main.tex", metric_table(results, metric, label="tab:main", **kw))
     frames = [pl.read_csv(p) for p in latency_paths]

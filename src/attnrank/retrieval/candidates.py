@@ -1,8 +1,9 @@
 """Candidate lists handed to the re-rankers, and merging re-ranked heads back onto the first-stage tail.
 
 ``candidates.parquet`` columns: ``qid``, ``query``, ``docid``, ``rank`` (1-based first-stage rank), ``score``
-(first-stage score), ``text`` (title + body, truncated to ``max_doc_words`` words; the policy is recorded in the
-file's metadata sidecar ``candidates.json``).
+(first-stage score), ``text`` (title + body, the body cut to ``max_doc_words`` words as the references cut it:
+``' '.join(body.split(' ')[:n])``, the title prepended after; the policy is recorded in the file's metadata sidecar
+``candidates.json``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def truncate_words(text: str, max_words: int | None) -> str:
+    """The first ``max_words`` words of a body as ICR (experiments.py:218), QRHead (exp_scripts/retrieval/
+    run_retrieval.py:67) and CoRe (experiments/reranking.py:86) cut it: split on single spaces only (a newline does
+    not split; consecutive spaces count empty words)."""
     if max_words is None:
         return text
-    words = text.split()
-    return text if len(words) <= max_words else " ".join(words[:max_words])
+    return " ".join(text.split(" ")[:max_words])
 
 
 def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None, key: str = "?") -> tuple[pl.DataFrame, dict]:
@@ -42,7 +45,7 @@ def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None,
         .join(ds.corpus, on="docid", how="left")
         .with_columns(
             text=pl.struct("title", "text").map_elements(
-                lambda r: truncate_words(doc_text(r["title"], r["text"]), max_doc_words), return_dtype=pl.String
+                lambda r: doc_text(r["title"], truncate_words(r["text"] or "", max_doc_words)), return_dtype=pl.String
             )
         )
         .select("qid", "query", "docid", "rank", "score", "text")
@@ -51,7 +54,7 @@ def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None,
     missing = sorted(set(ds.queries["qid"]) - set(cands["qid"]))
     if missing:
         log.warning("%s: %d quer(y/ies) without candidates skipped (they score 0): %s", key, len(missing), missing[:5])
-    meta = {"depth": depth, "max_doc_words": max_doc_words, "n_queries": cands["qid"].n_unique(), "queries_without_candidates": missing}
+    meta = {"depth": depth, "max_doc_words": max_doc_words, "word_cut": "body, split(' '), title prepended", "n_queries": cands["qid"].n_unique(), "queries_without_candidates": missing}
     return cands, meta
 
 
