@@ -70,8 +70,9 @@ def test_sidecar_sits_beside_its_output():
     assert run == "results/rerank/m/d/bm25/reversed/icr.trec"
     assert paths.sidecar(run) == "results/rerank/m/d/bm25/reversed/icr.json"
     assert paths.sidecar(paths.candidates("d", "r")) == "results/candidates/d/r.json"
-    assert paths.sidecar(paths.heads_table("m", "retrieval", 0.1)) == "results/heads/m/retrieval/t0.1/heads.json"
-    assert paths.heads_table("{model}", "{order}", "{temperature}") == "results/heads/{model}/{order}/t{temperature}/heads.parquet"
+    assert paths.sidecar(paths.heads_table("m", "retrieval", 0.1, "spread")) == "results/heads/m/retrieval/spread/t0.1/heads.json"
+    assert (paths.heads_table("{model}", "{order}", "{temperature}", "{layout}")
+            == "results/heads/{model}/{order}/{layout}/t{temperature}/heads.parquet")
     with pytest.raises(ValueError):
         paths.sidecar("results/models/m")
 

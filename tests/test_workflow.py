@@ -308,8 +308,9 @@ def test_prompt_orders_are_a_grid_axis(run_dir):
     bias = ev.filter(pl.col("metric") == "position_bias")
     assert set(bias["method"]) == {"icr", "qr", "qrhead"}
     assert bias["value"].is_between(-1, 1).all() and bias.height > 0
-    prov = json.loads((run_dir / "results/heads/tiny-llama/retrieval/t0.1/heads.json").read_text())
+    prov = json.loads((run_dir / "results/heads/tiny-llama/retrieval/shuffle/t0.1/heads.json").read_text())
     assert prov["order"] == "retrieval" and prov["n_samples"] == 12 and prov["detection"]["dataset"] == "tiny-train"
+    assert prov["detection"]["layout"] == "shuffle"  # qr-mass and qrhead detect on QRHead's shuffled layout
 
 
 GRID_METHODS = {

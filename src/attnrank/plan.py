@@ -179,7 +179,8 @@ class Plan:
         needs = methods.needs(spec["kind"])
         files = {}
         if "heads" in needs:
-            files["heads"] = paths.heads_table(model, order, self.core_temperature(model, method))
+            files["heads"] = paths.heads_table(model, order, self.core_temperature(model, method),
+                                               self.detection_layout(method))
         if "window" in needs:
             files["profile"] = paths.layer_profile(model, order)
         if "weights" in needs:
@@ -223,9 +224,17 @@ class Plan:
         wanted = ev["metrics"] if which == "metrics" else [ev["main_metric"]]
         return [paths.ranx_ready(self.cfg["cache_dir"])] if metrics.needs_ranx(wanted) else []
 
-    def detection_candidates(self) -> str:
+    def detection_layout(self, method: str) -> str:
+        """The detection layout a head method's heads are detected on: ``detection.layout``, or for ``auto`` the
+        layout of its kind's paper (QRHead and qr-mass: ``shuffle``, CoRe: ``spread``; :mod:`attnrank.selection.detection`)."""
+        from .selection import detection
+
+        spec = self.attention_method_spec(method) or {}
+        return detection.layout_for(spec.get("kind", ""), self.cfg.get("detection", {}).get("layout", "auto"))
+
+    def detection_candidates(self, layout: str) -> str:
         d = self.cfg["detection"]
-        return paths.detection_set(d["dataset"], d["retriever"])
+        return paths.detection_set(d["dataset"], d["retriever"], layout)
 
     def drop_self_matches(self, dataset: str) -> bool:
         """Whether the dataset's first-stage runs drop documents whose id is the query id (``config.drop_self_matches``)."""
@@ -252,7 +261,8 @@ class Plan:
                 for o in self.method_orders(m):
                     files = self.artifact_files(model, m, o)
                     if "heads" in files:
-                        out.add(paths.heads_plot(model, o, self.core_temperature(model, m), "qrhead"))
+                        out.add(paths.heads_plot(model, o, self.core_temperature(model, m), self.detection_layout(m),
+                                                 "qrhead"))
                     if "profile" in files:
                         out.add(paths.layer_plot(model, o))
         return sorted(out)
@@ -270,10 +280,10 @@ class Plan:
             if order in self.method_orders(m) and self.artifact_files(model, m, order).get(key) == path
         }
 
-    def heat_map_users(self, model: str, order: str, temperature) -> dict[str, str]:
+    def heat_map_users(self, model: str, order: str, temperature, layout: str) -> dict[str, str]:
         """Sidecars of the methods whose heads a heat map marks: head methods using this head table, and HeadRank
         methods of the same model and order (their weighted heads)."""
-        users = self.artifact_users(model, order, "heads", paths.heads_table(model, order, temperature))
+        users = self.artifact_users(model, order, "heads", paths.heads_table(model, order, temperature, layout))
         for m in self.attention_methods:
             weights = self.artifact_files(model, m, order).get("weights")
             if weights:

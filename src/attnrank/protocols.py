@@ -45,14 +45,14 @@ PROTOCOLS: dict[str, Protocol] = {
             "qrhead", "Zhang et al., EMNLP 2025 (QRHead)", "princeton-pli/QRHead",
             method={"order": "reversed", "k_heads": 16, "calibration": "masked"},
             grid={"first_stage": "bm25", "depth": 200, "max_doc_words": 400, "max_doc_tokens": None,
-                  "detection_queries": 128, "max_queries": 512},
+                  "detection_queries": 128, "max_queries": 512, "detection_layout": "shuffle"},
         ),
         Protocol(
             "core", "Tran et al., arXiv 2510.02219 (CoRe heads)", "linhhtran/CoRe-Reranking",
             method={"order": "retrieval", "k_heads": 8, "calibration": "masked"},
             grid={"first_stage": "dense:ibm-granite/granite-embedding-30m-english", "depth": 40, "max_doc_words": 300,
                   "max_doc_tokens": None, "detection_queries": 1000, "detection_negatives": 49, "detection_positions": 5,
-                  "detection_first_stage": "dense:ibm-granite/granite-embedding-30m-english (top-100)"},
+                  "detection_layout": "spread", "detection_first_stage": "dense:ibm-granite/granite-embedding-30m-english (top-100)"},
         ),
         Protocol(
             "selective-icr", "Chen et al., arXiv 2602.22591 (Selective-ICR)", "ielab/Selective-ICR",
@@ -105,6 +105,8 @@ def deviations(protocol: str, cfg: dict, retriever: str) -> list[str]:
     det = cfg.get("detection", {})
     have.update(detection_queries=det.get("n_queries"), detection_negatives=det.get("n_negatives"),
                 detection_positions=det.get("positions"))
+    if det.get("layout", "auto") != "auto":  # auto: each head kind detects on its paper's layout
+        have["detection_layout"] = det["layout"]
     out = []
     for key, want in g.items():
         if key in have and have[key] != want:

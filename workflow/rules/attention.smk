@@ -35,13 +35,13 @@ rule detection_set:
         **data_files("{dataset}"),
         run=first_stage_run("{dataset}", "{retriever}"),
     output:
-        parquet=paths.detection_set("{dataset}", "{retriever}"),
-        report=sidecar(paths.detection_set("{dataset}", "{retriever}")),
+        parquet=paths.detection_set("{dataset}", "{retriever}", "{layout}"),
+        report=sidecar(paths.detection_set("{dataset}", "{retriever}", "{layout}")),
     params:
-        spec=CFG.get("detection", {}),
+        spec=lambda w: {**CFG.get("detection", {}), "layout": w.layout},
         code=script_code("detection_set"),
     log:
-        log_path("detection_set", "{dataset}", "{retriever}"),
+        log_path("detection_set", "{dataset}", "{retriever}", "{layout}"),
     priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
@@ -54,13 +54,13 @@ rule detection_set:
 
 
 rule detection_scores:
-    # the detection prompts are built in the order the heads' re-ranking uses: the positive sits in the first
-    # first-stage slots, so in reversed order it lies nearest the query, as the likely positives do when re-ranking
+    # one pass per detection layout (attnrank.selection.detection: QRHead's seeded shuffle, CoRe's spread positions),
+    # in the order the heads' re-ranking uses
     input:
-        candidates=lambda w: PLAN.detection_candidates(),
+        candidates=lambda w: PLAN.detection_candidates(w.layout),
         model=model_dir("{model}"),
     output:
-        paths.detection_scores("{model}", "{order}"),
+        paths.detection_scores("{model}", "{order}", "{layout}"),
     params:
         prompt=lambda w: prompt_cfg(w.order),
         layers=None,
@@ -72,9 +72,9 @@ rule detection_scores:
         cache_dir=CFG["cache_dir"],
         code=script_code("attention_scores"),
     log:
-        log_path("detection_scores", "{model}", "{order}"),
+        log_path("detection_scores", "{model}", "{order}", "{layout}"),
     benchmark:
-        bench_path("detection_scores", "{model}", "{order}")
+        bench_path("detection_scores", "{model}", "{order}", "{layout}")
     priority: attnrank.resources.PRIORITY["selection"]
     threads: model_threads
     resources:
@@ -90,15 +90,15 @@ rule detect_heads:
         scores=rules.detection_scores.output[0],
         detection=rules.detection_scores.input.candidates,
     output:
-        heads=paths.heads_table("{model}", "{order}", "{temperature}"),
-        provenance=sidecar(paths.heads_table("{model}", "{order}", "{temperature}")),
+        heads=paths.heads_table("{model}", "{order}", "{temperature}", "{layout}"),
+        provenance=sidecar(paths.heads_table("{model}", "{order}", "{temperature}", "{layout}")),
     params:
         temperature=lambda w: float(w.temperature),
-        detection=CFG.get("detection", {}),
+        detection=lambda w: {**CFG.get("detection", {}), "layout": w.layout},
         prompt=lambda w: prompt_cfg(w.order),
         code=script_code("detect_heads"),
     log:
-        log_path("detect_heads", "{model}", "{order}", "t{temperature}"),
+        log_path("detect_heads", "{model}", "{order}", "{layout}", "t{temperature}"),
     priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
