@@ -183,8 +183,20 @@ def _check_references(cfg: dict) -> None:
                 raise InputError(f"config key '{section}.retriever': unknown retriever {r!r} (defined: {sorted(cfg['retrievers'])})")
             if cfg["datasets"][d]["evaluate"]:
                 raise InputError(f"config key '{section}.dataset': {d!r} is an evaluation dataset; set datasets.{d}.evaluate: false (held-out splits must never see evaluation queries)")
+    if "published" in cfg:
+        _check_published(cfg)
     if cfg["methods"] and not cfg["models"]:
         raise InputError("config key 'methods': methods are configured but 'models' is empty")
+
+
+def _check_published(cfg: dict) -> None:
+    """The ``published`` maps name configured datasets, models, methods (or run labels ``method@order``) and retrievers."""
+    pub = cfg["published"]
+    for key, section in (("dataset", "datasets"), ("model", "models"), ("method", "methods"), ("first_stage", "retrievers")):
+        for ours in pub.get(key) or {}:
+            name = ours.partition("@")[0] if key == "method" else ours
+            if name not in cfg[section]:
+                raise InputError(f"config key 'published.{key}.{ours}': unknown {section[:-1]} {name!r} (defined: {sorted(cfg[section])})")
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -313,6 +325,8 @@ def _check_files(cfg: dict) -> None:
                     raise InputError(f"{where}: '{root / f}' not found{extra}")
         elif spec["source"] == "bright" and spec.get("path") and not Path(spec["path"]).exists():
             raise InputError(f"{where}: '{spec['path']}' not found (relative paths start at {Path.cwd()})")
+    if "published" in cfg and not Path(cfg["published"]["file"]).is_file():
+        raise InputError(f"config key 'published.file': '{cfg['published']['file']}' not found (relative paths start at {Path.cwd()})")
     for model, spec in cfg["models"].items():
         if spec["source"] == "local" and not (Path(spec["path"]) / "config.json").is_file():
             raise InputError(f"config key 'models.{model}.path': '{spec['path']}' is not a model folder (no config.json)")

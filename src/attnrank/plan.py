@@ -89,6 +89,8 @@ class Plan:
         out += self.plot_outputs()
         if self.with_latency():
             out += [paths.latency("latency.csv"), paths.latency("tradeoff.png")]
+        if "published" in cfg:
+            out.append(paths.table("published.html"))
         return out
 
     def run_sidecars(self) -> dict[str, dict]:

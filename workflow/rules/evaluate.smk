@@ -143,3 +143,28 @@ rule report_tables:
         CONDA_ENV
     script:
         "../scripts/report_tables.py"
+
+
+rule published_table:
+    # only with a `published:` section: each run of a mapped cell beside the paper's number (attnrank.evaluation.published)
+    input:
+        results=rules.tables.output.csv,
+        published=CFG.get("published", {}).get("file", []),
+    output:
+        csv=paths.table("published.csv"),
+        tex=paths.table("published.tex"),
+        html=report(paths.table("published.html"), caption="../report/published.rst", category="Tables"),
+    params:
+        spec=CFG.get("published", {}),
+        depth=CFG["candidates"]["depth"],
+        code=script_code("published_table"),
+    log:
+        log_path("published_table", "published_table"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/published_table.py"
