@@ -92,8 +92,11 @@ def test_paper_dry_run_job_counts(cfg, tmp_path):
     assert jobs["attention_scores"] == n_models * (len(evaluated) * n_orders + 1) * len(retrievers)
     assert jobs["rerank_attention"] == n_models * len(evaluated) * len(retrievers) * n_attention
     assert jobs["rerank_text"] == n_models * len(evaluated) * len(retrievers) * (n_methods - n_attention)
-    # heads detected once per model and order (each at the model's CoRe temperature); layers profiled in reversed order
-    assert jobs["detection_scores"] == jobs["detect_heads"] == n_models * n_orders
+    # heads detected once per model, order and detection layout (each at the model's CoRe temperature): qrhead and
+    # qr-mass in reversed order on QRHead's shuffled layout, core in retrieval and core-shared in reversed order on
+    # CoRe's spread layout; layers profiled in reversed order
+    assert jobs["detection_scores"] == jobs["detect_heads"] == n_models * 3
+    assert jobs["detection_set"] == 2  # one per layout
     assert jobs["layer_profile"] == jobs["prepare_model"] == n_models
     assert jobs["dataset"] == len(cfg["datasets"]) and jobs["evaluate"] == len(evaluated)
     # both first stages on every evaluation set, granite on the detection split (CoRe's negatives), BM25 on tuning
