@@ -49,7 +49,14 @@ def first_stage_run(dataset: str, retriever: str) -> str:
 
 
 def candidates(dataset: str, retriever: str) -> str:
+    """The candidates of one list: a first stage's shared list (named by the retriever) or a ``candidates.lists``
+    entry (its own first stage, depth and word cut)."""
     return f"{ROOT}/candidates/{dataset}/{retriever}.parquet"
+
+
+def candidates_run(dataset: str, clist: str) -> str:
+    """The first-stage run cut at the list's depth (the first-stage row of a candidate list in the tables)."""
+    return f"{ROOT}/candidates/{dataset}/{clist}.trec"
 
 
 # ---------------------------------------------------------------------------------------------------- models, attention

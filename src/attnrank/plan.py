@@ -58,18 +58,56 @@ class Plan:
     def eval_datasets(self) -> list[str]:
         return [d for d, spec in self.cfg["datasets"].items() if spec["evaluate"]]
 
+    # ------------------------------------------------------------------------------------------------ candidate lists
+    def candidate_lists(self) -> dict[str, dict]:
+        """{list id: retriever, depth, max_doc_words}: the shared list of every first stage (id = the retriever, at
+        ``candidates.depth``) and every ``candidates.lists`` entry (its own first stage, depth, cut)."""
+        c = self.cfg["candidates"]
+        # every retriever has its shared list (the tuning split and the latency sample may cut one not re-ranked)
+        out = {r: {"retriever": r, "depth": c["depth"], "max_doc_words": c["max_doc_words"]} for r in self.cfg["retrievers"]}
+        out.update({n: dict(spec) for n, spec in (c.get("lists") or {}).items()})
+        return out
+
+    def candidates_caption(self) -> dict:
+        """What the tables' captions say about the candidates: the shared depth and first stages, and every
+        further list used ({id: retriever, depth, max_doc_words})."""
+        c = self.cfg["candidates"]
+        lists = {n: s for n, s in self.candidate_lists().items() if n in self.used_lists() and n not in c["retrievers"]}
+        return {"depth": c["depth"], "retrievers": c["retrievers"], **({"lists": lists} if lists else {})}
+
+    def list_retriever(self, clist: str) -> str:
+        """The first stage a candidate list cuts."""
+        return self.candidate_lists()[clist]["retriever"]
+
+    def method_lists(self, method: str) -> list[str]:
+        """The candidate lists a method re-ranks: its ``candidates`` (a list id or ids), else the shared lists."""
+        want = self.cfg["methods"][method].get("candidates")
+        if want is None:
+            return list(self.cfg["candidates"]["retrievers"])
+        return [want] if isinstance(want, str) else list(want)
+
+    def used_lists(self) -> list[str]:
+        """Candidate lists some method re-ranks (the shared lists always: the first stages' own rows)."""
+        used = set(self.cfg["candidates"]["retrievers"]) | {c for m in self.cfg["methods"] for c in self.method_lists(m)}
+        return [c for c in self.candidate_lists() if c in used]
+
     def dataset_runs(self, dataset: str) -> dict[str, dict]:
-        """Every run of a dataset that goes into the tables: {trec path: identifying columns}."""
+        """Every run of a dataset that goes into the tables: {trec path: identifying columns}. A further candidate
+        list has its own first-stage row (the first stage cut at its depth), the baseline of the runs on it."""
         cfg = self.cfg
         runs = {
             paths.first_stage_run(dataset, r): {"dataset": dataset, "retriever": r, "model": "-", "method": r}
             for r in cfg["retrievers"]
         }
+        for c in self.used_lists():
+            if c not in cfg["retrievers"]:
+                runs[paths.candidates_run(dataset, c)] = {"dataset": dataset, "retriever": c, "model": "-", "method": c}
         for m in cfg["models"]:
-            for r in cfg["candidates"]["retrievers"]:
-                for meth in self.text_methods:
+            for meth in self.text_methods:
+                for r in self.method_lists(meth):
                     runs[paths.rerank_run(m, dataset, r, meth)] = {"dataset": dataset, "retriever": r, "model": m, "method": meth}
-                for meth in self.attention_methods:
+            for meth in self.attention_methods:
+                for r in self.method_lists(meth):
                     for o in self.method_orders(meth):
                         ids = {"dataset": dataset, "retriever": r, "model": m, "method": self.run_label(meth, o)}
                         runs[paths.rerank_run(m, dataset, r, meth, o)] = ids
@@ -85,7 +123,7 @@ class Plan:
         out = [paths.table("results.csv"), paths.table("results.tex"), paths.table("results.html")]
         if self.attention_methods and cfg["models"]:
             out.append(paths.table("position_bias.png"))
-        out += [paths.candidates(d, r) for d in self.eval_datasets() for r in cfg["candidates"]["retrievers"]]
+        out += [paths.candidates(d, r) for d in self.eval_datasets() for r in self.used_lists()]
         out += self.plot_outputs()
         if self.with_latency():
             out += [paths.latency("latency.csv"), paths.latency("tradeoff.png")]
@@ -111,7 +149,8 @@ class Plan:
 
     def table_order(self) -> dict[str, list[str]]:
         """Rows and columns of tables and plots in config order."""
-        return {"datasets": self.eval_datasets(), "retrievers": list(self.cfg["retrievers"]),
+        return {"datasets": self.eval_datasets(),
+                "retrievers": list(self.cfg["retrievers"]) + [c for c in self.used_lists() if c not in self.cfg["retrievers"]],
                 "models": list(self.cfg["models"]), "methods": list(self.cfg["methods"])}
 
     # ------------------------------------------------------------------------------------------------ methods
@@ -246,11 +285,17 @@ class Plan:
         """The model keys that decide its prepared weights (editing batch size or dtype re-prepares nothing)."""
         return {k: v for k, v in self.cfg["models"][model].items() if k not in _RUN_ONLY_MODEL_KEYS}
 
-    def protocol_grid(self, method: str) -> dict:
-        """The grid settings a method's protocol preset is compared with ({} for methods without a preset)."""
+    def protocol_grid(self, method: str, clist: str | None = None) -> dict:
+        """The grid settings a method's protocol preset is compared with ({} for methods without a preset), for
+        the candidate list ``clist`` it re-ranks (its first stage under the list's id, the list's depth and cut)."""
         if not self.cfg["methods"][method].get("protocol"):
             return {}
-        return {k: self.cfg.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")}
+        grid = {k: self.cfg.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")}
+        if clist is not None and clist not in self.cfg["retrievers"]:
+            spec = self.candidate_lists()[clist]
+            grid["retrievers"] = {**grid["retrievers"], clist: self.cfg["retrievers"][spec["retriever"]]}
+            grid["candidates"] = {**grid["candidates"], "depth": spec["depth"], "max_doc_words": spec["max_doc_words"]}
+        return grid
 
     # ------------------------------------------------------------------------------------------------ figures
     def plot_outputs(self) -> list[str]:
@@ -275,9 +320,9 @@ class Plan:
         and weights are per model and order, not per dataset)."""
         if not self.eval_datasets():
             return {}
-        d, r = self.eval_datasets()[0], self.cfg["candidates"]["retrievers"][0]
+        d = self.eval_datasets()[0]
         return {
-            m: paths.sidecar(paths.rerank_run(model, d, r, m, order))
+            m: paths.sidecar(paths.rerank_run(model, d, self.method_lists(m)[0], m, order))
             for m in self.attention_methods
             if order in self.method_orders(m) and self.artifact_files(model, m, order).get(key) == path
         }

@@ -1,4 +1,4 @@
-# One attention pass per (model, dataset, retriever, prompt order) -> the score cache every attention method aggregates.
+# One attention pass per (model, dataset, candidate list, prompt order) -> the score cache every attention method aggregates.
 rule attention_scores:
     input:
         candidates=candidates("{dataset}", "{retriever}"),
@@ -163,7 +163,7 @@ rule rerank_attention:
     input:
         unpack(method_artifacts),
         scores=scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
-        run=first_stage_run("{dataset}", "{retriever}"),
+        run=lambda w: first_stage_run(w.dataset, PLAN.list_retriever(w.retriever)),
         qrels=data_files("{dataset}")["qrels"],
     output:
         run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}"),
@@ -174,7 +174,7 @@ rule rerank_attention:
         spec=lambda w: CFG["methods"][w.method],
         code=lambda w: method_code("rerank_attention", w.method),
         # the grid settings a protocol preset is compared with (only for methods that name one)
-        grid=lambda w: PLAN.protocol_grid(w.method),
+        grid=lambda w: PLAN.protocol_grid(w.method, w.retriever),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}"),
     benchmark:

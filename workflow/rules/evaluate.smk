@@ -70,7 +70,7 @@ rule tables:
         cells=PLAN.grid_cells(),
         sidecars=PLAN.run_sidecars(),
         labels=LABELS,
-        candidates={"depth": CFG["candidates"]["depth"], "retrievers": CFG["candidates"]["retrievers"]},
+        candidates=PLAN.candidates_caption(),
     log:
         log_path("tables", "tables"),
     benchmark:
@@ -130,7 +130,7 @@ rule report_tables:
         metrics=CFG["evaluation"]["metrics"],
         order=PLAN.table_order(),
         labels=LABELS,
-        candidates={"depth": CFG["candidates"]["depth"], "retrievers": CFG["candidates"]["retrievers"]},
+        candidates=PLAN.candidates_caption(),
         sidecars=PLAN.run_sidecars(),
         code=script_code("report_tables"),
     log:
@@ -156,7 +156,7 @@ rule published_table:
         html=report(paths.table("published.html"), caption="../report/published.rst", category="Tables"),
     params:
         spec=CFG.get("published", {}),
-        depth=CFG["candidates"]["depth"],
+        depth={c: s["depth"] for c, s in PLAN.candidate_lists().items()},  # per candidate list
         code=script_code("published_table"),
     log:
         log_path("published_table", "published_table"),

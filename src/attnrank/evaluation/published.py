@@ -70,34 +70,38 @@ def _check_targets(pub: pl.DataFrame, spec: Mapping) -> None:
                                  f"(has: {sorted(have)})")
 
 
-def compare(results: pl.DataFrame, pub: pl.DataFrame, spec: Mapping, our_depth: int) -> pl.DataFrame:
-    """Our runs (``results.csv`` rows) of mapped cells beside the published values (:data:`COLUMNS`)."""
+def compare(results: pl.DataFrame, pub: pl.DataFrame, spec: Mapping, our_depth: int | Mapping[str, int]) -> pl.DataFrame:
+    """Our runs (``results.csv`` rows) of mapped cells beside the published values (:data:`COLUMNS`);
+    ``our_depth``: the candidate depth, or {candidate list (the ``retriever`` column): depth}."""
     for key in ("source", "table"):
         if spec.get(key) is not None:
             pub = pub.filter(pl.col(key) == str(spec[key]))
             if not pub.height:
                 raise InputError(f"config key 'published.{key}': no published rows with {key} {spec[key]!r}")
     _check_targets(pub, spec)
-    depth = int(spec.get("candidates") or our_depth)
-    cells = {(r["dataset"], r["model"], r["method"], r["first_stage"], r["metric"]): r
-             for r in pub.filter(pl.col("candidates") == depth).iter_rows(named=True)}
+    cells = {(r["candidates"], r["dataset"], r["model"], r["method"], r["first_stage"], r["metric"]): r
+             for r in pub.iter_rows(named=True)}
     dmap, mmap, meth, fmap = (dict(spec.get(k) or {}) for k in ("dataset", "model", "method", "first_stage"))
     rows = []
     for r in results.iter_rows(named=True):
+        ours_k = our_depth.get(r["retriever"]) if isinstance(our_depth, Mapping) else our_depth
+        if ours_k is None:
+            continue
+        depth = int(spec.get("candidates") or ours_k)
         first = r["model"] == FIRST_STAGE_MODEL
         p_model = "-" if first else mmap.get(r["model"])
         p_method = FIRST_STAGE_METHOD if first else _method_key(meth, r["method"])
         key = (dmap.get(r["dataset"]), p_model, p_method, fmap.get(r["retriever"]), r["metric"])
-        if None in key or key not in cells:
+        if None in key or (depth, *key) not in cells:
             continue
-        c = cells[key]
+        c = cells[(depth, *key)]
         rows.append({
             "dataset": r["dataset"], "retriever": r["retriever"], "model": r["model"], "method": r["method"],
             "metric": r["metric"], "n_queries": r.get("n_queries"), "ours": r["value"], "ci_low": r.get("ci_low"),
             "ci_high": r.get("ci_high"), "published": c["value"], "difference": r["value"] - c["value"],
             "source": c["source"], "table": c["table"], "published_dataset": key[0], "published_model": key[1],
             "published_method": key[2], "published_first_stage": key[3], "published_candidates": depth,
-            "our_candidates": our_depth,
+            "our_candidates": ours_k,
         })
     schema = {c: pl.Float64 for c in ("ours", "ci_low", "ci_high", "published", "difference")}
     schema.update({c: pl.Int64 for c in ("n_queries", "published_candidates", "our_candidates")})
@@ -155,7 +159,8 @@ def to_html(frame: pl.DataFrame, spec: Mapping, scale: float = 100.0) -> str:
     return _page("Published vs ours", table)
 
 
-def published_job(results_csv: str, published_file: str, outputs: Mapping[str, str], *, spec: Mapping, depth: int) -> dict:
+def published_job(results_csv: str, published_file: str, outputs: Mapping[str, str], *, spec: Mapping,
+                  depth: int | Mapping[str, int]) -> dict:
     """The ``published_table`` job: published.csv / .tex / .html. Returns counts."""
     results = pl.read_csv(results_csv, infer_schema_length=None)
     frame = compare(results, read_published(published_file), spec, depth)
