@@ -130,8 +130,10 @@ def test_adding_an_attention_method_needs_no_new_attention_pass(run_dir):
         c["methods"]["icr-pruned"] = {"kind": "icr", "max_layer": 0}
 
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(add), "-n"))
-    # the heat maps outline the heads of the new CoRe method
-    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "head_plots": 1, "all": 1}, jobs
+    # no attention pass over the evaluation set; CoRe detects on its own layout (spread: the grid's QRHead heads are
+    # on QRHead's shuffled one), so one detection set, pass and head table for it; the heat maps outline the new heads
+    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1,
+                    "detection_set": 1, "detection_scores": 1, "detect_heads": 1, "head_plots": 2, "all": 1}, jobs
 
 
 def test_changing_one_methods_params_reruns_only_that_method(run_dir):

@@ -112,7 +112,7 @@ def caption(frame: pl.DataFrame, spec: Mapping, scale: float = 100.0) -> str:
     """What the table shows, where the numbers come from, and the config's note."""
     srcs = sorted({f"{s}, Table {t}" for s, t in frame.select("source", "table").iter_rows()}) if frame.height else []
     text = (f"Our runs beside the published values (x{scale:g}); difference = ours - published. Cells mapped in the "
-            f"config's `published` section; published: {'; '.join(srcs) or 'no matching cell'}.")
+            f"config's published section; published: {'; '.join(srcs) or 'no matching cell'}.")
     if frame.height and (frame["published_candidates"] != frame["our_candidates"]).any():
         text += " The published candidate depth differs from ours (columns 'top-k')."
     if spec.get("note"):
