@@ -1,4 +1,5 @@
-"""Detection-set builder: positive slots, hard negatives below the positive, false-negative filter, skips."""
+"""Detection-set builder: layouts (QRHead shuffle, CoRe spread), hard negatives below the positive, false-negative
+filter, skips."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import polars as pl
 import pytest
 
 from attnrank.data.sources import read_beir
-from attnrank.selection.detection import build_detection_set, positive_labels
+from attnrank.selection.detection import build_detection_set, layout_for, positive_labels, spread_slots
 from attnrank.errors import InputError
 from attnrank.data.synthetic import make_collection
 
@@ -33,6 +34,7 @@ def test_positions_negatives_and_filter_on_tiny_dataset(tiny):
     ds, run = tiny
     report = {}
     det = build_detection_set(ds.queries, ds.qrels, run, ds.corpus, n_queries=4, n_negatives=6, positions=3, report=report)
+    assert report["layout"] == "spread" and report["positive_slots"] == {"1": 4, "4": 4, "7": 4}  # the default
     assert set(det.columns) >= {"qid", "query", "docid", "rank", "score", "text", "sample_id", "orig_qid", "label"}
     assert report["n_queries"] == 4 and report["n_samples"] == 12
     assert det["orig_qid"].n_unique() == 4
@@ -46,7 +48,7 @@ def test_positions_negatives_and_filter_on_tiny_dataset(tiny):
         for p in range(3):
             smp = per_q.filter(pl.col("sample_id") == f"{q}#p{p}").sort("rank")
             assert smp["rank"].to_list() == list(range(1, 8))
-            assert smp["label"].to_list() == [int(i == p) for i in range(7)]
+            assert smp["label"].to_list() == [int(i == (0, 3, 6)[p]) for i in range(7)]  # spread: first, middle, last
             neg_orders.append(smp.filter(pl.col("label") == 0)["docid"].to_list())
             pos = smp.filter(pl.col("label") == 1)["docid"][0]
         assert neg_orders[0] == neg_orders[1] == neg_orders[2]
@@ -97,8 +99,8 @@ def test_false_negatives_and_judged_documents_are_dropped():
     # d4 is judged non-relevant (0), so it is a valid negative
     assert s0["docid"].to_list() == ["pos", "d2", "d3", "d4"]
     s1 = det.filter(pl.col("sample_id") == "q1#p1").sort("rank")
-    assert s1["docid"].to_list() == ["d2", "pos", "d3", "d4"]
-    assert s1["text"].to_list()[1] == "text of pos"
+    assert s1["docid"].to_list() == ["d2", "d3", "d4", "pos"]  # spread over 4 slots, P = 2: first and last
+    assert s1["text"].to_list()[3] == "text of pos"
     assert positive_labels(det) == {"q1#p0": "pos", "q1#p1": "pos"}
 
 
@@ -191,3 +193,73 @@ def test_sampled_negatives_come_from_the_filtered_pool(tiny):
     assert differs  # not simply the hardest
     with pytest.raises(InputError, match="detection.negatives"):
         build_detection_set(ds.queries, ds.qrels, run, ds.corpus, negatives="random")
+
+
+def _wide(n_docs: int = 60, n_queries: int = 6):
+    """Queries with one judged positive scored above ``n_docs - 1`` unjudged negatives (a strict score order)."""
+    docs = [f"d{i:03d}" for i in range(n_docs * n_queries)]
+    corpus = pl.DataFrame({"docid": docs, "title": [""] * len(docs), "text": [f"text {d}" for d in docs]})
+    queries = pl.DataFrame({"qid": [f"q{j}" for j in range(n_queries)], "text": [f"query {j}" for j in range(n_queries)]})
+    qrels = pl.DataFrame({"qid": [f"q{j}" for j in range(n_queries)], "docid": [docs[j * n_docs] for j in range(n_queries)],
+                          "relevance": [1] * n_queries})
+    run = pl.DataFrame({"qid": [f"q{j}" for j in range(n_queries) for _ in range(n_docs)],
+                        "docid": [docs[j * n_docs + i] for j in range(n_queries) for i in range(n_docs)],
+                        "score": [float(n_docs - i) for _ in range(n_queries) for i in range(n_docs)]})
+    return queries, qrels, run, corpus
+
+
+def _positive_slots(det: pl.DataFrame) -> dict[str, int]:
+    return dict(det.filter(pl.col("label") == 1).select("sample_id", "rank").iter_rows())
+
+
+def test_core_layout_puts_the_positive_at_five_spread_positions():
+    """CoRe (arXiv 2510.02219; linhhtran/CoRe-Reranking @4d62a24 experiments/head_detection.py:38-58 reads the
+    prebuilt nq_core.json, whose positions the code does not fix): 49 negatives, the positive at 5 positions spread
+    over the 50 slots, first and last included (our choice, docs/methods.md); the negatives keep first-stage order."""
+    assert spread_slots(50, 5) == [0, 12, 25, 37, 49]
+    assert spread_slots(10, 2) == [0, 9] and spread_slots(7, 1) == [0]
+    queries, qrels, run, corpus = _wide()
+    det = build_detection_set(queries, qrels, run, corpus, n_queries=2, n_negatives=49, positions=5, layout="spread")
+    slots = _positive_slots(det)
+    assert len(slots) == 10
+    for q in det["orig_qid"].unique():
+        assert [slots[f"{q}#p{k}"] for k in range(5)] == [1, 13, 26, 38, 50]
+        for k in range(5):
+            smp = det.filter(pl.col("sample_id") == f"{q}#p{k}").sort("rank")
+            neg = smp.filter(pl.col("label") == 0)["score"].to_list()
+            assert len(neg) == 49 and neg == sorted(neg, reverse=True)
+
+
+def test_qrhead_layout_shuffles_every_sample_with_the_seed():
+    """QRHead (princeton-pli/QRHead @7a668e7 exp_scripts/detection/detect_qrhead_beir.py:52 random.seed(42), :60
+    random.shuffle(docs) per instance): each sample is the positive and its negatives in a seeded random order, so
+    the positive sits at a random slot that is the same for the same seed and differs across samples."""
+    queries, qrels, run, corpus = _wide()
+    kw = dict(n_queries=6, n_negatives=19, positions=2, layout="shuffle")
+    a = build_detection_set(queries, qrels, run, corpus, seed=42, **kw)
+    assert a.equals(build_detection_set(queries, qrels, run, corpus, seed=42, **kw))  # deterministic per seed
+    slots = _positive_slots(a)
+    assert len(slots) == 12 and len(set(slots.values())) > 3  # differs across samples (12 draws of 20 slots)
+    assert set(slots.values()) != {1, 2}  # not the first P slots
+    b = build_detection_set(queries, qrels, run, corpus, seed=43, **kw)
+    assert _positive_slots(b) != slots  # another seed, other slots
+    for sid, g in a.group_by("sample_id"):
+        g = g.sort("rank")
+        assert g["rank"].to_list() == list(range(1, 21)) and g["label"].sum() == 1
+        # the negatives are shuffled too (not the first-stage order with the positive inserted)
+    orders = {sid: tuple(g.sort("rank")["docid"]) for (sid,), g in a.group_by(["sample_id"])}
+    assert orders["q0#p0"] != orders["q0#p1"] and sorted(orders["q0#p0"]) == sorted(orders["q0#p1"])
+    neg = a.filter((pl.col("sample_id") == "q0#p0") & (pl.col("label") == 0)).sort("rank")["score"].to_list()
+    assert neg != sorted(neg, reverse=True)
+
+
+def test_first_layout_and_layout_choice():
+    """``first`` (the layout before issue 22): the positive at each of the first P slots; ``auto`` gives each kind
+    its paper's layout; an unknown layout is a one-line error."""
+    queries, qrels, run, corpus = _wide()
+    det = build_detection_set(queries, qrels, run, corpus, n_queries=1, n_negatives=9, positions=3, layout="first")
+    assert sorted(_positive_slots(det).values()) == [1, 2, 3]
+    assert (layout_for("qrhead"), layout_for("qr-mass"), layout_for("core")) == ("shuffle", "shuffle", "spread")
+    assert layout_for("core", "first") == "first"
+    with pytest.raises(InputError, match="detection.layout"):
+        build_detection_set(queries, qrels, run, corpus, n_negatives=9, layout="middle")

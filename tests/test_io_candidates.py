@@ -83,3 +83,26 @@ def test_one_candidates_reader_for_engine_and_text_rerankers():
     assert engine == text == candidates.per_query(cands)
     with pytest.raises(InputError, match=r"missing column\(s\) \['text'\]"):
         candidates.per_query(cands.drop("text"))
+
+
+def test_candidates_job_writes_the_lists_first_stage_run_at_its_depth(tmp_path):
+    """A candidate list's first-stage row (attnrank.plan: candidates.lists) is the first stage cut at the list's depth."""
+    from attnrank.data.synthetic import make_collection
+
+    folder = make_collection(tmp_path / "c", n_docs=30, n_queries=4, seed=1)
+    ds = sources.read_beir(folder, "test", "c")
+    qids = ds.queries["qid"].to_list()
+    docs = ds.corpus["docid"].to_list()
+    run = pl.DataFrame({"qid": [q for q in qids for _ in range(8)], "docid": [d for _ in qids for d in docs[:8]],
+                        "score": [float(8 - i) for _ in qids for i in range(8)]})
+    io.write_trec(run, tmp_path / "run.trec", tag="bm25")
+    corpus_dir = tmp_path / "data"
+    corpus_dir.mkdir()
+    io.write_parquet(ds.corpus, corpus_dir / "corpus.parquet")
+    io.write_parquet(ds.queries, corpus_dir / "queries.parquet")
+    io.write_parquet(ds.qrels, corpus_dir / "qrels.parquet")
+    candidates.write_candidates(str(corpus_dir), str(tmp_path / "run.trec"), 5, 300, "c/bm25-5", str(tmp_path / "c.parquet"),
+                                str(tmp_path / "c.json"), run_out=str(tmp_path / "c.trec"))
+    cut = io.read_trec(tmp_path / "c.trec")
+    assert cut.group_by("qid").len()["len"].to_list() == [5] * cut["qid"].n_unique()
+    assert set(cut["docid"]) == set(pl.read_parquet(tmp_path / "c.parquet")["docid"]) == set(docs[:5])

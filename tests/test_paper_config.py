@@ -47,7 +47,7 @@ def test_paper_config_is_valid_and_covers_the_grid(cfg):
         "Qwen/Qwen3-8B",
     }
     kinds = sorted(m["kind"] for m in cfg["methods"].values())
-    assert kinds == sorted(["icr", "icr", "qrhead", "qr-mass", "core", "core", "selective", "headrank", "rankgpt", "yesno",
+    assert kinds == sorted(["icr", "icr", "qrhead", "qrhead", "qr-mass", "core", "core", "selective", "headrank", "rankgpt", "yesno",
                             "qlm", "setwise"])
     # the papers' fixed settings: candidates, truncation by words, CoRe's detection set and temperatures
     assert (cfg["candidates"]["depth"], cfg["candidates"]["max_doc_words"], cfg["prompt"]["max_doc_tokens"]) == (100, 300, None)
@@ -85,15 +85,24 @@ def test_paper_dry_run_job_counts(cfg, tmp_path):
     retrievers = cfg["candidates"]["retrievers"]
     evaluated = [d for d, v in cfg["datasets"].items() if v["evaluate"]]
     n_attention = sum(1 for m in cfg["methods"].values() if m["kind"] in ("icr", "qrhead", "qr-mass", "core", "selective", "headrank"))
-    assert (len(evaluated), n_models, n_methods, n_attention, len(retrievers)) == (40, 5, 12, 8, 1)
-    # one attention pass per model x evaluation dataset x candidate list x prompt order (reversed: the shared
-    # protocol; retrieval: CoRe's own), plus one on the tuning split per model (layer profile, HeadRank: reversed)
-    n_orders = 2
-    assert jobs["attention_scores"] == n_models * (len(evaluated) * n_orders + 1) * len(retrievers)
-    assert jobs["rerank_attention"] == n_models * len(evaluated) * len(retrievers) * n_attention
+    assert (len(evaluated), n_models, n_methods, n_attention, len(retrievers)) == (40, 5, 13, 9, 1)
+    # candidate lists per protocol: the shared BM25 top-100 (300 words: ICR, Selective-ICR and every shared row),
+    # QRHead's BM25 top-200 (400 words), CoRe's granite-30m top-40 and top-60 (300 words) on every evaluation set,
+    # plus the tuning split's list
+    assert list(cfg["candidates"]["lists"]) == ["bm25-200", "granite-40", "granite-60"]
+    assert jobs["candidates"] == len(evaluated) * 4 + 1
+    # one attention pass per model x evaluation dataset x candidate list x prompt order: bm25 top-100 reversed (the
+    # shared rows), bm25-200 reversed (QRHead), granite-40 and granite-60 in retrieval order (CoRe), plus one on
+    # the tuning split per model (layer profile, HeadRank: reversed)
+    assert jobs["attention_scores"] == n_models * (len(evaluated) * 4 + 1)
+    # every attention method once per list it runs on (core: two lists)
+    assert jobs["rerank_attention"] == n_models * len(evaluated) * (n_attention + 1)
     assert jobs["rerank_text"] == n_models * len(evaluated) * len(retrievers) * (n_methods - n_attention)
-    # heads detected once per model and order (each at the model's CoRe temperature); layers profiled in reversed order
-    assert jobs["detection_scores"] == jobs["detect_heads"] == n_models * n_orders
+    # heads detected once per model, order and detection layout (each at the model's CoRe temperature): qrhead,
+    # qrhead-shared and qr-mass in reversed order on QRHead's shuffled layout, core in retrieval and core-shared in reversed order on
+    # CoRe's spread layout; layers profiled in reversed order
+    assert jobs["detection_scores"] == jobs["detect_heads"] == n_models * 3
+    assert jobs["detection_set"] == 2  # one per layout
     assert jobs["layer_profile"] == jobs["prepare_model"] == n_models
     assert jobs["dataset"] == len(cfg["datasets"]) and jobs["evaluate"] == len(evaluated)
     # both first stages on every evaluation set, granite on the detection split (CoRe's negatives), BM25 on tuning

@@ -70,8 +70,9 @@ def test_sidecar_sits_beside_its_output():
     assert run == "results/rerank/m/d/bm25/reversed/icr.trec"
     assert paths.sidecar(run) == "results/rerank/m/d/bm25/reversed/icr.json"
     assert paths.sidecar(paths.candidates("d", "r")) == "results/candidates/d/r.json"
-    assert paths.sidecar(paths.heads_table("m", "retrieval", 0.1)) == "results/heads/m/retrieval/t0.1/heads.json"
-    assert paths.heads_table("{model}", "{order}", "{temperature}") == "results/heads/{model}/{order}/t{temperature}/heads.parquet"
+    assert paths.sidecar(paths.heads_table("m", "retrieval", 0.1, "spread")) == "results/heads/m/retrieval/spread/t0.1/heads.json"
+    assert (paths.heads_table("{model}", "{order}", "{temperature}", "{layout}")
+            == "results/heads/{model}/{order}/{layout}/t{temperature}/heads.parquet")
     with pytest.raises(ValueError):
         paths.sidecar("results/models/m")
 
@@ -101,3 +102,47 @@ def test_ranx_is_compiled_only_for_a_metric_numpy_does_not_compute():
     slow = Plan(config.validate({**base, "evaluation": {"metrics": ["ndcg@10", "bpref"]}}))
     assert slow.ranx_ready("metrics") == [paths.ranx_ready(slow.cfg["cache_dir"])]
     assert slow.ranx_ready("main") == []  # the main metric (ndcg@10) is NumPy's
+
+
+def test_candidate_lists_per_protocol_each_with_its_first_stage_depth_and_cut():
+    """candidates.lists: a method runs on the lists its `candidates` names (default: the shared list of each
+    re-ranked first stage); one attention pass per model x candidate list x order; a list has its own first-stage
+    row (the baseline of the runs on it); a protocol preset is compared with the list it re-ranks."""
+    cfg = {**BASE, "retrievers": {"bm25": {"kind": "bm25", "depth": 200}},
+           "candidates": {"depth": 100, "lists": {"bm25-200": {"retriever": "bm25", "depth": 200, "max_doc_words": 400}}},
+           "models": TINY, "methods": {"icr": {"kind": "icr"}, "qrhead": {"kind": "qrhead", "protocol": "qrhead", "candidates": "bm25-200"},
+                                       "both": {"kind": "icr", "candidates": ["bm25", "bm25-200"]}},
+           "detection": {"dataset": "t", "retriever": "bm25"}}
+    cfg["datasets"] = {**cfg["datasets"], "t": {"source": "synthetic", "evaluate": False}}
+    p = plan.Plan(cfg)
+    assert p.candidate_lists() == {"bm25": {"retriever": "bm25", "depth": 100, "max_doc_words": 300},
+                                   "bm25-200": {"retriever": "bm25", "depth": 200, "max_doc_words": 400}}
+    assert p.list_retriever("bm25-200") == "bm25"
+    assert (p.method_lists("icr"), p.method_lists("qrhead"), p.method_lists("both")) == (["bm25"], ["bm25-200"], ["bm25", "bm25-200"])
+    runs = p.dataset_runs("d")
+    assert runs[paths.candidates_run("d", "bm25-200")] == {"dataset": "d", "retriever": "bm25-200", "model": "-", "method": "bm25-200"}
+    assert paths.rerank_run("tiny", "d", "bm25-200", "qrhead", "reversed") in runs
+    assert paths.rerank_run("tiny", "d", "bm25", "qrhead", "reversed") not in runs
+    o = p.method_orders("both")[0]
+    assert {paths.rerank_run("tiny", "d", c, "both", o) for c in ("bm25", "bm25-200")} <= set(runs)
+    assert paths.candidates("d", "bm25-200") in p.all_outputs()
+    grid = p.protocol_grid("qrhead", clist="bm25-200")
+    assert (grid["candidates"]["depth"], grid["candidates"]["max_doc_words"], grid["retrievers"]["bm25-200"]["kind"]) == (200, 400, "bm25")
+    from attnrank import protocols
+    devs = protocols.deviations("qrhead", grid, "bm25-200")
+    assert not [d for d in devs if d.split(":")[0] in ("first_stage", "depth", "max_doc_words")], devs
+    from attnrank.evaluation.tables import lists_text
+    assert lists_text(p.candidates_caption()) == "Further candidate lists: bm25-200 = top-200 of bm25, 400 words. "
+
+
+def test_candidate_list_config_errors_name_the_key():
+    base = {**BASE, "models": TINY, "methods": {"icr": {"kind": "icr"}}}
+    with pytest.raises(InputError, match=r"candidates.lists.x.retriever"):
+        config.validate({**base, "candidates": {"lists": {"x": {"retriever": "dense", "depth": 10}}}})
+    with pytest.raises(InputError, match=r"candidates.lists.bm25'"):
+        config.validate({**base, "candidates": {"lists": {"bm25": {"retriever": "bm25", "depth": 10}}}})
+    with pytest.raises(InputError, match=r"methods.icr.candidates"):
+        config.validate({**base, "methods": {"icr": {"kind": "icr", "candidates": ["nope"]}}})
+    with pytest.raises(InputError, match=r"candidates.lists.x.depth"):
+        config.validate({**base, "retrievers": {"bm25": {"kind": "bm25", "depth": 50}},
+                         "candidates": {"lists": {"x": {"retriever": "bm25", "depth": 60}}}})

@@ -216,10 +216,10 @@ def test_paper_own_protocol_rows_deviate_only_as_documented():
         for model in cfg["models"]:
             for dataset in plan.eval_datasets():
                 for order in plan.method_orders(row):
-                    for retriever in cfg["candidates"]["retrievers"]:
-                        grid = plan.protocol_grid(row, model, dataset)
-                        dev = protocols.deviations(spec["protocol"], grid, retriever,
-                                                   prompt=plan.prompt_cfg(order, model, dataset),
+                    for clist in plan.method_lists(row):  # the candidate lists it re-ranks (its own or shared)
+                        grid = plan.protocol_grid(row, model, dataset, clist)
+                        dev = protocols.deviations(spec["protocol"], grid, clist,
+                                                   prompt=plan.prompt_cfg(order, model, dataset, clist=clist),
                                                    model_id=grid["model_id"], dataset=grid["dataset_name"],
                                                    method=spec)
                         assert not any(d.startswith("not comparable") for d in dev), (row, model, dataset, dev)
@@ -229,8 +229,9 @@ def test_paper_own_protocol_rows_deviate_only_as_documented():
         assert seen[row] <= documented[row], (row, seen[row] - documented[row])
     # the table documents nothing that does not occur (it goes stale when a deviation is fixed)
     # and a method setting changed away from the paper is caught too (the entry wins in expand, not silently)
-    g = plan.protocol_grid("core", "llama-3.1-8b", "scifact")
-    dev = protocols.deviations("core", g, "bm25", prompt=plan.prompt_cfg("retrieval", "llama-3.1-8b", "scifact"),
+    g = plan.protocol_grid("core", "llama-3.1-8b", "scifact", "granite-40")
+    dev = protocols.deviations("core", g, "granite-40",
+                               prompt=plan.prompt_cfg("retrieval", "llama-3.1-8b", "scifact", clist="granite-40"),
                                model_id=g["model_id"], dataset="scifact", method={**cfg["methods"]["core"], "k_heads": 16})
     assert "k_heads: paper 8, here 16" in dev
     assert seen["core"] == documented["core"] and seen["qrhead"] == documented["qrhead"]

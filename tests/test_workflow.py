@@ -130,8 +130,10 @@ def test_adding_an_attention_method_needs_no_new_attention_pass(run_dir):
         c["methods"]["icr-pruned"] = {"kind": "icr", "max_layer": 0}
 
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(add), "-n"))
-    # the heat maps outline the heads of the new CoRe method
-    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "head_plots": 1, "all": 1}, jobs
+    # no attention pass over the evaluation set; CoRe detects on its own layout (spread: the grid's QRHead heads are
+    # on QRHead's shuffled one), so one detection set, pass and head table for it; the heat maps outline the new heads
+    assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1,
+                    "detection_set": 1, "detection_scores": 1, "detect_heads": 1, "head_plots": 2, "all": 1}, jobs
 
 
 def test_changing_one_methods_params_reruns_only_that_method(run_dir):
@@ -308,8 +310,9 @@ def test_prompt_orders_are_a_grid_axis(run_dir):
     bias = ev.filter(pl.col("metric") == "position_bias")
     assert set(bias["method"]) == {"icr", "qr", "qrhead"}
     assert bias["value"].is_between(-1, 1).all() and bias.height > 0
-    prov = json.loads((run_dir / "results/heads/tiny-llama/retrieval/t0.1/heads.json").read_text())
+    prov = json.loads((run_dir / "results/heads/tiny-llama/retrieval/shuffle/t0.1/heads.json").read_text())
     assert prov["order"] == "retrieval" and prov["n_samples"] == 12 and prov["detection"]["dataset"] == "tiny-train"
+    assert prov["detection"]["layout"] == "shuffle"  # qr-mass and qrhead detect on QRHead's shuffled layout
 
 
 GRID_METHODS = {

@@ -183,8 +183,43 @@ def _check_references(cfg: dict) -> None:
                 raise InputError(f"config key '{section}.retriever': unknown retriever {r!r} (defined: {sorted(cfg['retrievers'])})")
             if cfg["datasets"][d]["evaluate"]:
                 raise InputError(f"config key '{section}.dataset': {d!r} is an evaluation dataset; set datasets.{d}.evaluate: false (held-out splits must never see evaluation queries)")
+    if "published" in cfg:
+        _check_published(cfg)
+    _check_candidate_lists(cfg)
     if cfg["methods"] and not cfg["models"]:
         raise InputError("config key 'methods': methods are configured but 'models' is empty")
+
+
+def _check_candidate_lists(cfg: dict) -> None:
+    """``candidates.lists`` name configured retrievers and no retriever; a method's ``candidates`` names lists."""
+    lists = cfg["candidates"].get("lists") or {}
+    for name, spec in lists.items():
+        if name in cfg["retrievers"]:
+            raise InputError(f"config key 'candidates.lists.{name}': the name of a retriever (the shared list of a first stage has it)")
+        if spec["retriever"] not in cfg["retrievers"]:
+            raise InputError(f"config key 'candidates.lists.{name}.retriever': unknown retriever {spec['retriever']!r} (defined: {sorted(cfg['retrievers'])})")
+        depth = cfg["retrievers"][spec["retriever"]].get("depth")
+        if depth is not None and spec["depth"] > depth:
+            raise InputError(f"config key 'candidates.lists.{name}.depth': {spec['depth']} exceeds retrievers.{spec['retriever']}.depth ({depth})")
+    known = list(cfg["candidates"]["retrievers"]) + list(lists)
+    for m, spec in cfg["methods"].items():
+        wanted = spec.get("candidates")
+        if wanted is None:
+            continue
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        if not isinstance(wanted, list) or not wanted or any(w not in known for w in wanted):
+            raise InputError(f"config key 'methods.{m}.candidates': must name candidate lists among {known} (got {spec['candidates']!r})")
+
+
+def _check_published(cfg: dict) -> None:
+    """The ``published`` maps name configured datasets, models, methods (or run labels ``method@order``) and retrievers."""
+    pub = cfg["published"]
+    for key, section in (("dataset", "datasets"), ("model", "models"), ("method", "methods"), ("first_stage", "retrievers")):
+        for ours in pub.get(key) or {}:
+            name = ours.partition("@")[0] if key == "method" else ours
+            known = {**cfg[section], **(cfg["candidates"].get("lists") or {})} if key == "first_stage" else cfg[section]
+            if name not in known:
+                raise InputError(f"config key 'published.{key}.{ours}': unknown {section[:-1]} {name!r} (defined: {sorted(cfg[section])})")
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -313,6 +348,8 @@ def _check_files(cfg: dict) -> None:
                     raise InputError(f"{where}: '{root / f}' not found{extra}")
         elif spec["source"] == "bright" and spec.get("path") and not Path(spec["path"]).exists():
             raise InputError(f"{where}: '{spec['path']}' not found (relative paths start at {Path.cwd()})")
+    if "published" in cfg and not Path(cfg["published"]["file"]).is_file():
+        raise InputError(f"config key 'published.file': '{cfg['published']['file']}' not found (relative paths start at {Path.cwd()})")
     for model, spec in cfg["models"].items():
         if spec["source"] == "local" and not (Path(spec["path"]) / "config.json").is_file():
             raise InputError(f"config key 'models.{model}.path': '{spec['path']}' is not a model folder (no config.json)")

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import InputError
 
 REQUIRED = object()  # a Param default meaning "must be given"
-IGNORED = {"kind", "name", "description", "label", "protocol"}  # config bookkeeping of a method entry (protocol: attnrank.protocols), not parameters
+IGNORED = {"kind", "name", "description", "label", "protocol", "candidates"}  # config bookkeeping of a method entry (protocol: attnrank.protocols; candidates: the candidate lists it runs on, attnrank.plan), not parameters
 
 
 class ParamError(InputError):

@@ -49,7 +49,14 @@ def first_stage_run(dataset: str, retriever: str) -> str:
 
 
 def candidates(dataset: str, retriever: str) -> str:
+    """The candidates of one list: a first stage's shared list (named by the retriever) or a ``candidates.lists``
+    entry (its own first stage, depth and word cut)."""
     return f"{ROOT}/candidates/{dataset}/{retriever}.parquet"
+
+
+def candidates_run(dataset: str, clist: str) -> str:
+    """The first-stage run cut at the list's depth (the first-stage row of a candidate list in the tables)."""
+    return f"{ROOT}/candidates/{dataset}/{clist}.trec"
 
 
 # ---------------------------------------------------------------------------------------------------- models, attention
@@ -68,27 +75,29 @@ def temperature_tag(t) -> str:
     return t if isinstance(t, str) else repr(float(t))
 
 
-def detection_set(dataset: str, retriever: str) -> str:
-    return f"{ROOT}/detection/{dataset}/{retriever}.parquet"
+def detection_set(dataset: str, retriever: str, layout: str) -> str:
+    """The detection set in one layout (``shuffle``, ``spread``, ``first``: attnrank.selection.detection)."""
+    return f"{ROOT}/detection/{dataset}/{retriever}/{layout}.parquet"
 
 
-def detection_scores(model: str, order: str) -> str:
-    """The manifest of the detection set's score cache."""
-    return f"{ROOT}/heads/{model}/{order}/scores/manifest.json"
+def detection_scores(model: str, order: str, layout: str) -> str:
+    """The manifest of the score cache of the detection set in ``layout``."""
+    return f"{ROOT}/heads/{model}/{order}/{layout}/scores/manifest.json"
 
 
-def heads_dir(model: str, order: str, temperature) -> str:
-    return f"{ROOT}/heads/{model}/{order}/t{temperature_tag(temperature)}"
+def heads_dir(model: str, order: str, temperature, layout: str) -> str:
+    return f"{ROOT}/heads/{model}/{order}/{layout}/t{temperature_tag(temperature)}"
 
 
-def heads_table(model: str, order: str, temperature) -> str:
-    """Every (layer, head) with its qr-mass, QRHead and CoRe score and rank (``heads.json``: provenance)."""
-    return f"{heads_dir(model, order, temperature)}/heads.parquet"
+def heads_table(model: str, order: str, temperature, layout: str) -> str:
+    """Every (layer, head) with its qr-mass, QRHead and CoRe score and rank, detected on the detection set in
+    ``layout`` (``heads.json``: provenance)."""
+    return f"{heads_dir(model, order, temperature, layout)}/heads.parquet"
 
 
-def heads_plot(model: str, order: str, temperature, score: str, ext: str = "png") -> str:
+def heads_plot(model: str, order: str, temperature, layout: str, score: str, ext: str = "png") -> str:
     """Heat map of one head score (``qr_mass``, ``qrhead``, ``core``)."""
-    return f"{heads_dir(model, order, temperature)}/{score}.{ext}"
+    return f"{heads_dir(model, order, temperature, layout)}/{score}.{ext}"
 
 
 def layer_profile(model: str, order: str) -> str:

@@ -58,18 +58,56 @@ class Plan:
     def eval_datasets(self) -> list[str]:
         return [d for d, spec in self.cfg["datasets"].items() if spec["evaluate"]]
 
+    # ------------------------------------------------------------------------------------------------ candidate lists
+    def candidate_lists(self) -> dict[str, dict]:
+        """{list id: retriever, depth, max_doc_words}: the shared list of every first stage (id = the retriever, at
+        ``candidates.depth``) and every ``candidates.lists`` entry (its own first stage, depth, cut)."""
+        c = self.cfg["candidates"]
+        # every retriever has its shared list (the tuning split and the latency sample may cut one not re-ranked)
+        out = {r: {"retriever": r, "depth": c["depth"], "max_doc_words": c["max_doc_words"]} for r in self.cfg["retrievers"]}
+        out.update({n: dict(spec) for n, spec in (c.get("lists") or {}).items()})
+        return out
+
+    def candidates_caption(self) -> dict:
+        """What the tables' captions say about the candidates: the shared depth and first stages, and every
+        further list used ({id: retriever, depth, max_doc_words})."""
+        c = self.cfg["candidates"]
+        lists = {n: s for n, s in self.candidate_lists().items() if n in self.used_lists() and n not in c["retrievers"]}
+        return {"depth": c["depth"], "retrievers": c["retrievers"], **({"lists": lists} if lists else {})}
+
+    def list_retriever(self, clist: str) -> str:
+        """The first stage a candidate list cuts."""
+        return self.candidate_lists()[clist]["retriever"]
+
+    def method_lists(self, method: str) -> list[str]:
+        """The candidate lists a method re-ranks: its ``candidates`` (a list id or ids), else the shared lists."""
+        want = self.cfg["methods"][method].get("candidates")
+        if want is None:
+            return list(self.cfg["candidates"]["retrievers"])
+        return [want] if isinstance(want, str) else list(want)
+
+    def used_lists(self) -> list[str]:
+        """Candidate lists some method re-ranks (the shared lists always: the first stages' own rows)."""
+        used = set(self.cfg["candidates"]["retrievers"]) | {c for m in self.cfg["methods"] for c in self.method_lists(m)}
+        return [c for c in self.candidate_lists() if c in used]
+
     def dataset_runs(self, dataset: str) -> dict[str, dict]:
-        """Every run of a dataset that goes into the tables: {trec path: identifying columns}."""
+        """Every run of a dataset that goes into the tables: {trec path: identifying columns}. A further candidate
+        list has its own first-stage row (the first stage cut at its depth), the baseline of the runs on it."""
         cfg = self.cfg
         runs = {
             paths.first_stage_run(dataset, r): {"dataset": dataset, "retriever": r, "model": "-", "method": r}
             for r in cfg["retrievers"]
         }
+        for c in self.used_lists():
+            if c not in cfg["retrievers"]:
+                runs[paths.candidates_run(dataset, c)] = {"dataset": dataset, "retriever": c, "model": "-", "method": c}
         for m in cfg["models"]:
-            for r in cfg["candidates"]["retrievers"]:
-                for meth in self.text_methods:
+            for meth in self.text_methods:
+                for r in self.method_lists(meth):
                     runs[paths.rerank_run(m, dataset, r, meth)] = {"dataset": dataset, "retriever": r, "model": m, "method": meth}
-                for meth in self.attention_methods:
+            for meth in self.attention_methods:
+                for r in self.method_lists(meth):
                     for o in self.method_orders(meth):
                         ids = {"dataset": dataset, "retriever": r, "model": m, "method": self.run_label(meth, o)}
                         runs[paths.rerank_run(m, dataset, r, meth, o)] = ids
@@ -85,10 +123,12 @@ class Plan:
         out = [paths.table("results.csv"), paths.table("results.tex"), paths.table("results.html")]
         if self.attention_methods and cfg["models"]:
             out.append(paths.table("position_bias.png"))
-        out += [paths.candidates(d, r) for d in self.eval_datasets() for r in cfg["candidates"]["retrievers"]]
+        out += [paths.candidates(d, r) for d in self.eval_datasets() for r in self.used_lists()]
         out += self.plot_outputs()
         if self.with_latency():
             out += [paths.latency("latency.csv"), paths.latency("tradeoff.png")]
+        if "published" in cfg:
+            out.append(paths.table("published.html"))
         return out
 
     def run_sidecars(self) -> dict[str, dict]:
@@ -109,7 +149,8 @@ class Plan:
 
     def table_order(self) -> dict[str, list[str]]:
         """Rows and columns of tables and plots in config order."""
-        return {"datasets": self.eval_datasets(), "retrievers": list(self.cfg["retrievers"]),
+        return {"datasets": self.eval_datasets(),
+                "retrievers": list(self.cfg["retrievers"]) + [c for c in self.used_lists() if c not in self.cfg["retrievers"]],
                 "models": list(self.cfg["models"]), "methods": list(self.cfg["methods"])}
 
     # ------------------------------------------------------------------------------------------------ methods
@@ -141,24 +182,25 @@ class Plan:
         return f"{method}@{order}" if len(self.all_orders) > 1 else method
 
     def prompt_cfg(self, order: str, model: str | None = None, dataset: str | None = None,
-                   protocol: str | None = None) -> dict:
+                   protocol: str | None = None, clist: str | None = None) -> dict:
         """The PromptConfig dict of the attention pass in ``order``; with a protocol (``protocol``, else
         ``pass_protocol(order)``), the keys that preset fixes for the model's family and the dataset
         (``protocols.prompt_config``) fill the keys ``prompt`` leaves unset."""
         base = {k: v for k, v in self.cfg["prompt"].items() if k not in ("orders", "protocol")}
-        proto = protocol or self.pass_protocol(order)
+        proto = protocol or self.pass_protocol(order, clist)
         if proto and model is not None and dataset is not None:
             fixed = protocols.prompt_config(proto, self.cfg["models"][model].get("id"),
                                             protocols.reference_dataset(dataset, self.cfg["datasets"].get(dataset)))
             base = {**fixed, **base}
         return {**base, "order": order}
 
-    def pass_protocol(self, order: str) -> str | None:
-        """The preset whose prompt the attention passes in ``order`` use: the one protocol every attention method
-        run in that order names (CoRe's own rows in paper.yaml: the retrieval-order pass is theirs alone), else
+    def pass_protocol(self, order: str, clist: str | None = None) -> str | None:
+        """The preset whose prompt the attention passes in ``order`` (over candidate list ``clist``, if given) use:
+        the one protocol every attention method run in that order (on that list) names (CoRe's own rows in paper.yaml: the retrieval-order pass is theirs alone), else
         ``prompt.protocol`` (None: the configured prompt as is). A method whose protocol's prompt differs from its
         pass's lists that in its run's ``protocol_deviations``."""
-        users = {self.cfg["methods"][m].get("protocol") for m in self.attention_methods if order in self.method_orders(m)}
+        users = {self.cfg["methods"][m].get("protocol") for m in self.attention_methods
+                 if order in self.method_orders(m) and (clist is None or clist in self.method_lists(m))}
         if len(users) == 1 and None not in users:
             return users.pop()
         return self.cfg["prompt"].get("protocol")
@@ -198,7 +240,8 @@ class Plan:
         needs = methods.needs(spec["kind"])
         files = {}
         if "heads" in needs:
-            files["heads"] = paths.heads_table(model, order, self.core_temperature(model, method))
+            files["heads"] = paths.heads_table(model, order, self.core_temperature(model, method),
+                                               self.detection_layout(method))
         if "window" in needs:
             files["profile"] = paths.layer_profile(model, order)
         if "weights" in needs:
@@ -242,9 +285,17 @@ class Plan:
         wanted = ev["metrics"] if which == "metrics" else [ev["main_metric"]]
         return [paths.ranx_ready(self.cfg["cache_dir"])] if metrics.needs_ranx(wanted) else []
 
-    def detection_candidates(self) -> str:
+    def detection_layout(self, method: str) -> str:
+        """The detection layout a head method's heads are detected on: ``detection.layout``, or for ``auto`` the
+        layout of its kind's paper (QRHead and qr-mass: ``shuffle``, CoRe: ``spread``; :mod:`attnrank.selection.detection`)."""
+        from .selection import detection
+
+        spec = self.attention_method_spec(method) or {}
+        return detection.layout_for(spec.get("kind", ""), self.cfg.get("detection", {}).get("layout", "auto"))
+
+    def detection_candidates(self, layout: str) -> str:
         d = self.cfg["detection"]
-        return paths.detection_set(d["dataset"], d["retriever"])
+        return paths.detection_set(d["dataset"], d["retriever"], layout)
 
     def drop_self_matches(self, dataset: str) -> bool:
         """Whether the dataset's first-stage runs drop documents whose id is the query id (``config.drop_self_matches``)."""
@@ -254,12 +305,18 @@ class Plan:
         """The model keys that decide its prepared weights (editing batch size or dtype re-prepares nothing)."""
         return {k: v for k, v in self.cfg["models"][model].items() if k not in _RUN_ONLY_MODEL_KEYS}
 
-    def protocol_grid(self, method: str, model: str | None = None, dataset: str | None = None) -> dict:
+    def protocol_grid(self, method: str, model: str | None = None, dataset: str | None = None,
+                      clist: str | None = None) -> dict:
         """The grid settings a method's protocol preset is compared with ({} for methods without a preset): the
-        config sections, the model id and the dataset (its BEIR name and entry)."""
+        config sections for the candidate list ``clist`` it re-ranks (its first stage under the list's id, the
+        list's depth and cut), the model id and the dataset (its BEIR name and entry)."""
         if not self.cfg["methods"][method].get("protocol"):
             return {}
         out = {k: self.cfg.get(k, {}) for k in ("retrievers", "candidates", "prompt", "detection")}
+        if clist is not None and clist not in self.cfg["retrievers"]:
+            spec = self.candidate_lists()[clist]
+            out["retrievers"] = {**out["retrievers"], clist: self.cfg["retrievers"][spec["retriever"]]}
+            out["candidates"] = {**out["candidates"], "depth": spec["depth"], "max_doc_words": spec["max_doc_words"]}
         if model is not None:
             out["model_id"] = self.cfg["models"][model].get("id")
         if dataset is not None:
@@ -278,7 +335,8 @@ class Plan:
                 for o in self.method_orders(m):
                     files = self.artifact_files(model, m, o)
                     if "heads" in files:
-                        out.add(paths.heads_plot(model, o, self.core_temperature(model, m), "qrhead"))
+                        out.add(paths.heads_plot(model, o, self.core_temperature(model, m), self.detection_layout(m),
+                                                 "qrhead"))
                     if "profile" in files:
                         out.add(paths.layer_plot(model, o))
         return sorted(out)
@@ -289,17 +347,17 @@ class Plan:
         and weights are per model and order, not per dataset)."""
         if not self.eval_datasets():
             return {}
-        d, r = self.eval_datasets()[0], self.cfg["candidates"]["retrievers"][0]
+        d = self.eval_datasets()[0]
         return {
-            m: paths.sidecar(paths.rerank_run(model, d, r, m, order))
+            m: paths.sidecar(paths.rerank_run(model, d, self.method_lists(m)[0], m, order))
             for m in self.attention_methods
             if order in self.method_orders(m) and self.artifact_files(model, m, order).get(key) == path
         }
 
-    def heat_map_users(self, model: str, order: str, temperature) -> dict[str, str]:
+    def heat_map_users(self, model: str, order: str, temperature, layout: str) -> dict[str, str]:
         """Sidecars of the methods whose heads a heat map marks: head methods using this head table, and HeadRank
         methods of the same model and order (their weighted heads)."""
-        users = self.artifact_users(model, order, "heads", paths.heads_table(model, order, temperature))
+        users = self.artifact_users(model, order, "heads", paths.heads_table(model, order, temperature, layout))
         for m in self.attention_methods:
             weights = self.artifact_files(model, m, order).get("weights")
             if weights:

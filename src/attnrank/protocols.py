@@ -94,7 +94,7 @@ PROTOCOLS: dict[str, Protocol] = {
             "qrhead", "Zhang et al., EMNLP 2025 (QRHead)", "princeton-pli/QRHead",
             method={"order": "reversed", "k_heads": 16, "calibration": "masked"},
             grid={"first_stage": "bm25", "depth": 200, "max_doc_words": 400, "max_doc_tokens": None,
-                  "doc_title": True, "detection_queries": 128, "max_queries": 512},
+                  "doc_title": True, "detection_queries": 128, "max_queries": 512, "detection_layout": "shuffle"},
             prompt=_QRHEAD, late="IE",
         ),
         Protocol(
@@ -102,7 +102,7 @@ PROTOCOLS: dict[str, Protocol] = {
             method={"order": "retrieval", "k_heads": 8, "calibration": "masked"},
             grid={"first_stage": "dense:ibm-granite/granite-embedding-30m-english", "depth": 40, "max_doc_words": 300,
                   "max_doc_tokens": None, "doc_title": False, "detection_queries": 1000, "detection_negatives": 49,
-                  "detection_positions": 5, "detection_negatives_mode": "sample",
+                  "detection_positions": 5, "detection_negatives_mode": "sample", "detection_layout": "spread",
                   "detection_first_stage": "dense:ibm-granite/granite-embedding-30m-english (top-100)"},
             prompt=_CORE, late="IE",
         ),
@@ -208,6 +208,9 @@ GRID_READERS = {
         f"{_first_stage(cfg, cfg['detection']['retriever'])} (top-{cfg['retrievers'][cfg['detection']['retriever']].get('depth')})"
         if cfg.get("detection", {}).get("retriever") in cfg.get("retrievers", {}) else NOT_COMPARABLE),
     "max_queries": lambda cfg, r: cfg.get("dataset", {}).get("max_queries"),
+    # 'auto' (the default) detects each head kind on its own paper's layout (selection.detection): QRHead's
+    # shuffle for qrhead / qr-mass, CoRe's spread for core; deviations() takes it as equal to the preset's
+    "detection_layout": lambda cfg, r: cfg.get("detection", {}).get("layout", "auto"),
 }
 
 # Prompt keys compared with the prompt the attention pass used (its score-cache manifest)
@@ -228,6 +231,8 @@ def deviations(protocol: str, cfg: dict, retriever: str, prompt: dict | None = N
         have = reader(cfg, retriever) if reader else NOT_COMPARABLE
         if have is NOT_COMPARABLE:
             out.append(f"not comparable: {key} (paper {want!r}; the grid does not record it)")
+        elif key == "detection_layout" and have == "auto":
+            continue
         elif have != want:
             out.append(f"{key}: paper {want!r}, here {have!r}")
     fam = model_family(model_id)

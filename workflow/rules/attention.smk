@@ -1,4 +1,4 @@
-# One attention pass per (model, dataset, retriever, prompt order) -> the score cache every attention method aggregates.
+# One attention pass per (model, dataset, candidate list, prompt order) -> the score cache every attention method aggregates.
 rule attention_scores:
     input:
         candidates=candidates("{dataset}", "{retriever}"),
@@ -6,7 +6,7 @@ rule attention_scores:
     output:
         scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
     params:
-        prompt=lambda w: prompt_cfg(w.order, w.model, w.dataset),
+        prompt=lambda w: prompt_cfg(w.order, w.model, w.dataset, clist=w.retriever),
         layers=PLAN.engine_layers(),
         # per-head token scores (masked calibration over any head subset / layer window) on evaluation sets only
         token_scores=lambda w: CFG["engine"]["token_scores"] and CFG["datasets"][w.dataset]["evaluate"],
@@ -35,13 +35,13 @@ rule detection_set:
         **data_files("{dataset}"),
         run=first_stage_run("{dataset}", "{retriever}"),
     output:
-        parquet=paths.detection_set("{dataset}", "{retriever}"),
-        report=sidecar(paths.detection_set("{dataset}", "{retriever}")),
+        parquet=paths.detection_set("{dataset}", "{retriever}", "{layout}"),
+        report=sidecar(paths.detection_set("{dataset}", "{retriever}", "{layout}")),
     params:
-        spec=CFG.get("detection", {}),
+        spec=lambda w: {**CFG.get("detection", {}), "layout": w.layout},
         code=script_code("detection_set"),
     log:
-        log_path("detection_set", "{dataset}", "{retriever}"),
+        log_path("detection_set", "{dataset}", "{retriever}", "{layout}"),
     priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
@@ -54,13 +54,13 @@ rule detection_set:
 
 
 rule detection_scores:
-    # the detection prompts are built in the order the heads' re-ranking uses: the positive sits in the first
-    # first-stage slots, so in reversed order it lies nearest the query, as the likely positives do when re-ranking
+    # one pass per detection layout (attnrank.selection.detection: QRHead's seeded shuffle, CoRe's spread positions),
+    # in the order the heads' re-ranking uses
     input:
-        candidates=lambda w: PLAN.detection_candidates(),
+        candidates=lambda w: PLAN.detection_candidates(w.layout),
         model=model_dir("{model}"),
     output:
-        paths.detection_scores("{model}", "{order}"),
+        paths.detection_scores("{model}", "{order}", "{layout}"),
     params:
         prompt=lambda w: prompt_cfg(w.order, w.model, CFG.get("detection", {}).get("dataset")),
         layers=None,
@@ -72,9 +72,9 @@ rule detection_scores:
         cache_dir=CFG["cache_dir"],
         code=script_code("attention_scores"),
     log:
-        log_path("detection_scores", "{model}", "{order}"),
+        log_path("detection_scores", "{model}", "{order}", "{layout}"),
     benchmark:
-        bench_path("detection_scores", "{model}", "{order}")
+        bench_path("detection_scores", "{model}", "{order}", "{layout}")
     priority: attnrank.resources.PRIORITY["selection"]
     threads: model_threads
     resources:
@@ -90,15 +90,15 @@ rule detect_heads:
         scores=rules.detection_scores.output[0],
         detection=rules.detection_scores.input.candidates,
     output:
-        heads=paths.heads_table("{model}", "{order}", "{temperature}"),
-        provenance=sidecar(paths.heads_table("{model}", "{order}", "{temperature}")),
+        heads=paths.heads_table("{model}", "{order}", "{temperature}", "{layout}"),
+        provenance=sidecar(paths.heads_table("{model}", "{order}", "{temperature}", "{layout}")),
     params:
         temperature=lambda w: float(w.temperature),
-        detection=CFG.get("detection", {}),
+        detection=lambda w: {**CFG.get("detection", {}), "layout": w.layout},
         prompt=lambda w: prompt_cfg(w.order, w.model, CFG.get("detection", {}).get("dataset")),
         code=script_code("detect_heads"),
     log:
-        log_path("detect_heads", "{model}", "{order}", "t{temperature}"),
+        log_path("detect_heads", "{model}", "{order}", "{layout}", "t{temperature}"),
     priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:
@@ -163,7 +163,7 @@ rule rerank_attention:
     input:
         unpack(method_artifacts),
         scores=scores_manifest("{model}", "{dataset}", "{retriever}", "{order}"),
-        run=first_stage_run("{dataset}", "{retriever}"),
+        run=lambda w: first_stage_run(w.dataset, PLAN.list_retriever(w.retriever)),
         qrels=data_files("{dataset}")["qrels"],
     output:
         run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}", "{order}"),
@@ -174,7 +174,7 @@ rule rerank_attention:
         spec=lambda w: CFG["methods"][w.method],
         code=lambda w: method_code("rerank_attention", w.method),
         # the grid settings a protocol preset is compared with (only for methods that name one)
-        grid=lambda w: PLAN.protocol_grid(w.method, w.model, w.dataset),
+        grid=lambda w: PLAN.protocol_grid(w.method, w.model, w.dataset, w.retriever),
     log:
         log_path("rerank", "{model}", "{dataset}", "{retriever}", "{order}", "{method}"),
     benchmark:

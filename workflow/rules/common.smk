@@ -1,6 +1,7 @@
 # Wiring of the plan (attnrank.plan: runs, orders, artifacts, code keys; attnrank.paths: the results/ layout;
 # attnrank.resources: job sizes) into the rules. The config is validated once here, before any job.
 import attnrank.plan
+import attnrank.selection.detection
 import attnrank.resources
 import attnrank.slurm
 import attnrank.wiring
@@ -22,6 +23,7 @@ wildcard_constraints:
     method=NAME,
     order="|".join(attnrank.plan.ORDERS),
     temperature="[0-9.e+-]+",
+    layout="|".join(attnrank.selection.detection.LAYOUTS),
 
 
 FAMILY = PLAN.family  # name -> "attention" | "text"

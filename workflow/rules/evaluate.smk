@@ -70,7 +70,7 @@ rule tables:
         cells=PLAN.grid_cells(),
         sidecars=PLAN.run_sidecars(),
         labels=LABELS,
-        candidates={"depth": CFG["candidates"]["depth"], "retrievers": CFG["candidates"]["retrievers"]},
+        candidates=PLAN.candidates_caption(),
     log:
         log_path("tables", "tables"),
     benchmark:
@@ -130,7 +130,7 @@ rule report_tables:
         metrics=CFG["evaluation"]["metrics"],
         order=PLAN.table_order(),
         labels=LABELS,
-        candidates={"depth": CFG["candidates"]["depth"], "retrievers": CFG["candidates"]["retrievers"]},
+        candidates=PLAN.candidates_caption(),
         sidecars=PLAN.run_sidecars(),
         code=script_code("report_tables"),
     log:
@@ -143,3 +143,28 @@ rule report_tables:
         CONDA_ENV
     script:
         "../scripts/report_tables.py"
+
+
+rule published_table:
+    # only with a `published:` section: each run of a mapped cell beside the paper's number (attnrank.evaluation.published)
+    input:
+        results=rules.tables.output.csv,
+        published=CFG.get("published", {}).get("file", []),
+    output:
+        csv=paths.table("published.csv"),
+        tex=paths.table("published.tex"),
+        html=report(paths.table("published.html"), caption="../report/published.rst", category="Tables"),
+    params:
+        spec=CFG.get("published", {}),
+        depth={c: s["depth"] for c, s in PLAN.candidate_lists().items()},  # per candidate list
+        code=script_code("published_table"),
+    log:
+        log_path("published_table", "published_table"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/published_table.py"

@@ -5,21 +5,21 @@
 
 rule head_plots:
     input:
-        heads=paths.heads_table("{model}", "{order}", "{temperature}"),
-        sidecars=lambda w: sorted(PLAN.heat_map_users(w.model, w.order, w.temperature).values()),
+        heads=paths.heads_table("{model}", "{order}", "{temperature}", "{layout}"),
+        sidecars=lambda w: sorted(PLAN.heat_map_users(w.model, w.order, w.temperature, w.layout).values()),
     output:
-        qr_mass=report(paths.heads_plot("{model}", "{order}", "{temperature}", "qr_mass"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        qrhead=report(paths.heads_plot("{model}", "{order}", "{temperature}", "qrhead"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        core=report(paths.heads_plot("{model}", "{order}", "{temperature}", "core"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
-        qr_mass_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "qr_mass", "pdf"),
-        qrhead_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "qrhead", "pdf"),
-        core_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "core", "pdf"),
+        qr_mass=report(paths.heads_plot("{model}", "{order}", "{temperature}", "{layout}", "qr_mass"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        qrhead=report(paths.heads_plot("{model}", "{order}", "{temperature}", "{layout}", "qrhead"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        core=report(paths.heads_plot("{model}", "{order}", "{temperature}", "{layout}", "core"), caption="../report/heads.rst", category="Heads", subcategory="{model}"),
+        qr_mass_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "{layout}", "qr_mass", "pdf"),
+        qrhead_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "{layout}", "qrhead", "pdf"),
+        core_pdf=paths.heads_plot("{model}", "{order}", "{temperature}", "{layout}", "core", "pdf"),
     params:
-        sidecars=lambda w: PLAN.heat_map_users(w.model, w.order, w.temperature),
+        sidecars=lambda w: PLAN.heat_map_users(w.model, w.order, w.temperature, w.layout),
         labels=lambda w: PLAN.figure_labels(w.model),
         code=script_code("head_plots"),
     log:
-        log_path("head_plots", "{model}", "{order}", "t{temperature}"),
+        log_path("head_plots", "{model}", "{order}", "{layout}", "t{temperature}"),
     threads: 1
     resources:
         mem_mb=capped_mem(2000),

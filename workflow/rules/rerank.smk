@@ -5,7 +5,7 @@ rule rerank_text:
         unpack(method_artifacts),  # heads / layer profile / HeadRank weights when the method scores by attention
         candidates=candidates("{dataset}", "{retriever}"),
         model=model_dir("{model}"),
-        run=first_stage_run("{dataset}", "{retriever}"),
+        run=lambda w: first_stage_run(w.dataset, PLAN.list_retriever(w.retriever)),
     output:
         run=rerank_run("{model}", "{dataset}", "{retriever}", "{method}"),
         used=sidecar(rerank_run("{model}", "{dataset}", "{retriever}", "{method}")),

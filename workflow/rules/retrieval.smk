@@ -45,15 +45,18 @@ rule retrieve:
 
 
 rule candidates:
+    # one candidate list: a first stage's shared list ({retriever} = the retriever) or a candidates.lists entry (its
+    # own first stage, depth and word cut; attnrank.plan.Plan.candidate_lists)
     input:
         **data_files("{dataset}"),
-        run=first_stage_run("{dataset}", "{retriever}"),
+        run=lambda w: first_stage_run(w.dataset, PLAN.list_retriever(w.retriever)),
     output:
         parquet=candidates("{dataset}", "{retriever}"),
         meta=sidecar(candidates("{dataset}", "{retriever}")),
+        run=paths.candidates_run("{dataset}", "{retriever}"),
     params:
-        depth=CFG["candidates"]["depth"],
-        max_doc_words=CFG["candidates"]["max_doc_words"],
+        depth=lambda w: PLAN.candidate_lists()[w.retriever]["depth"],
+        max_doc_words=lambda w: PLAN.candidate_lists()[w.retriever]["max_doc_words"],
         code=script_code("candidates"),
     log:
         log_path("candidates", "{dataset}", "{retriever}"),

@@ -9,7 +9,7 @@ def main(smk):
 
     return candidates.write_candidates(str(Path(smk.input.corpus).parent), smk.input.run, smk.params.depth,
                                        smk.params.max_doc_words, f"{smk.wildcards.dataset}/{smk.wildcards.retriever}",
-                                       smk.output.parquet, smk.output.meta)
+                                       smk.output.parquet, smk.output.meta, run_out=smk.output.run)
 
 
 wiring.run(snakemake, main)

@@ -1,4 +1,4 @@
-"""Detection set for QR/CoRe heads: positives with mined hard negatives, positive at each of the first P slots."""
+"""Detection set for QR/CoRe heads: positives with mined hard negatives, P samples per query in the configured layout (QRHead shuffle, CoRe spread)."""
 from pathlib import Path
 
 from attnrank import wiring
@@ -15,7 +15,7 @@ def main(smk):
     det = detection.build_detection_set(
         ds.queries, ds.qrels, io.read_trec(smk.input.run), ds.corpus,
         n_queries=spec["n_queries"], n_negatives=spec["n_negatives"], positions=spec["positions"], seed=spec["seed"],
-        report=report, negatives=spec.get("negatives", "hardest"),
+        report=report, negatives=spec.get("negatives", "hardest"), layout=spec["layout"],
     )
     io.write_parquet(det, smk.output.parquet)
     io.write_json(smk.output.report, report)

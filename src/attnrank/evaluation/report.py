@@ -19,7 +19,7 @@ import polars as pl
 from ..errors import InputError
 from ..io import atomic_path, save_figure, write_text
 from .significance import FIRST_STAGE_MODEL
-from .tables import COUNT, DIAGNOSTIC_METRICS, ID_COLS, TableOrder, fmt_num, display_name, latex_escape, metric_label
+from .tables import COUNT, DIAGNOSTIC_METRICS, ID_COLS, TableOrder, fmt_num, display_name, latex_escape, lists_text, metric_label
 
 _STYLE = (
     "<style>body{font-family:sans-serif;font-size:14px;margin:12px}"
@@ -101,7 +101,7 @@ def results_html(results: pl.DataFrame, metric: str, metrics: Sequence[str] = ()
     depth = ""
     if candidates and "depth" in candidates:
         rets = ", ".join(_lab(labels, r) for r in candidates.get("retrievers") or [])
-        depth = f" Re-rankers re-rank the top-{int(candidates['depth'])} of {rets}."
+        depth = f" Re-rankers re-rank the top-{int(candidates['depth'])} of {rets}. {lists_text(candidates, lambda n: _lab(labels, n))}".rstrip()
     parts = []
     for m in ordered:
         cap = (f"{metric_label(m)} (x100) of first-stage retrievers and re-rankers.{depth} Best re-ranker per row in "

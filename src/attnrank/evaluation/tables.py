@@ -294,7 +294,17 @@ def _candidates_text(candidates: Mapping | None, lab=lambda n: n) -> str:
     if not candidates or "depth" not in candidates:
         return ""
     rets = ", ".join(latex_escape(lab(r)) for r in candidates.get("retrievers") or []) or "the first stage"
-    return f"Re-rankers re-rank the top-{int(candidates['depth'])} of {rets}. "
+    return f"Re-rankers re-rank the top-{int(candidates['depth'])} of {rets}. " + latex_escape(lists_text(candidates, lab))
+
+
+def lists_text(candidates: Mapping, lab=lambda n: n) -> str:
+    """'Further candidate lists: bm25-200 = top-200 of bm25, 400 words. ' (empty without further lists)."""
+    lists = candidates.get("lists") or {}
+    if not lists:
+        return ""
+    parts = [f"{lab(n)} = top-{s['depth']} of {lab(s['retriever'])}"
+             + (f", {s['max_doc_words']} words" if s.get("max_doc_words") else "") for n, s in lists.items()]
+    return "Further candidate lists: " + "; ".join(parts) + ". "
 
 
 def protocol_deviation_keys(sidecars: Mapping[str, Mapping]) -> dict[str, list[str]]:

@@ -125,14 +125,18 @@ def merge_with_tail(reranked: pl.DataFrame, first_stage: pl.DataFrame) -> pl.Dat
 
 
 def write_candidates(data_dir: str, run_path: str, depth: int, max_doc_words: int | None, key: str,
-                     out_parquet: str, out_meta: str) -> dict:
+                     out_parquet: str, out_meta: str, run_out: str | None = None) -> dict:
     """The ``candidates`` job: the top ``depth`` of a first-stage run with query and document text (see
-    :func:`build`), and its ``.json`` sidecar (depth, truncation, counts). Returns counts."""
+    :func:`build`), and its ``.json`` sidecar (depth, truncation, counts); ``run_out``: that top ``depth`` as a
+    TREC run (the first-stage row of the candidate list). Returns counts."""
     from .. import io
     from ..data import sources
     from ..wiring import counts
 
-    cands, meta = build(sources.read(data_dir), io.read_trec(run_path), depth, max_doc_words, key=key)
+    run = io.read_trec(run_path)
+    cands, meta = build(sources.read(data_dir), run, depth, max_doc_words, key=key)
     io.write_parquet(cands, out_parquet)
     io.write_json(out_meta, meta)
+    if run_out is not None:
+        io.write_trec(run.filter(pl.col("rank") <= depth), run_out, tag=key.replace("/", "-"), depth=depth)
     return {"queries": cands["qid"].n_unique(), "candidates": cands.height, **counts(meta)}

@@ -12,11 +12,27 @@ configured first-stage retriever. As in the CoRe paper (Tran et al., arXiv 2510.
 - the hardest ``n_negatives`` remaining (score descending, docid ascending) are kept, in that order
   (``negatives="hardest"``), or ``n_negatives`` of them drawn at random (``negatives="sample"``, seeded per query,
   kept in first-stage order), as CoRe samples its 49 negatives from granite-30m's top-100;
-- the positive is inserted at each of the first ``positions`` prompt slots (0-based slot p = 0..P-1), giving P
-  samples per query whose negatives are in the same order.
+- each query gives ``positions`` samples (P) laid out by ``layout`` (:data:`LAYOUTS`):
+
+  - ``shuffle`` (QRHead): the positive and its negatives in a seeded random order, drawn anew for every sample
+    (princeton-pli/QRHead @7a668e7 ``exp_scripts/detection/detect_qrhead_beir.py``:52 ``random.seed(42)`` once,
+    :60 ``random.shuffle(docs)`` per instance). QRHead draws from one global stream in file order; here each
+    sample has its own generator seeded by (seed, query id, sample index), so a sample does not depend on which
+    other queries were kept;
+  - ``spread`` (CoRe): the positive at P slots spread evenly over the list, first and last included (0-based
+    ``round(i * (N - 1) / (P - 1))``, i = 0..P-1, N = n_negatives + 1: with CoRe's 49 negatives and P = 5 the slots
+    1, 13, 26, 38, 50 in 1-based numbering), the negatives in first-stage order. The CoRe paper puts the positive
+    at 5 positions; its code (linhhtran/CoRe-Reranking @4d62a24 ``experiments/head_detection.py``:38-58 reads
+    ``is_positive`` from the prebuilt ``head_data/nq_core.json``, which the repository does not ship) does not say
+    which, so the even spread is our choice (P = 1: slot 1);
+  - ``first`` (the layout before issue 22, kept for comparison only, never a default): the positive at each of the
+    first P slots.
+
+  Slots count in first-stage order (the ``rank`` column); a ``reversed`` prompt order mirrors them (slot s ->
+  N - 1 - s), which leaves ``spread`` the same set up to rounding and ``shuffle`` uniform.
 
 The frame has the candidates-file shape (qid, query, docid, rank, score, text) with ``qid`` = ``sample_id`` =
-``"{orig_qid}#p{p}"``, so the attention engine scores it like any candidates file (one prompt per sample, the
+``"{orig_qid}#p{k}"`` (k: the sample's index 0..P-1), so the attention engine scores it like any candidates file (one prompt per sample, the
 documents in ``rank`` order — run the engine with the first-stage prompt order for it). ``rank`` is the prompt slot
 (1-based), ``score`` the first-stage score; extra columns ``sample_id``, ``orig_qid``, ``label`` (1 positive, 0
 negative). Queries that cannot give a full sample are logged and skipped (reasons counted in ``report``).
@@ -37,11 +53,42 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["qid", "query", "docid", "rank", "score", "text", "sample_id", "orig_qid", "label"]
 SKIP_REASONS = ("no_query_text", "positive_not_in_corpus", "positive_not_in_run", "too_few_negatives")
+LAYOUTS = ("shuffle", "spread", "first")
+# the layout each head-ranking kind's paper detects with (``detection.layout: auto``): QRHead shuffles; CoRe puts the
+# positive at 5 positions; qr-mass (attention mass on the gold document) is QRHead's QR score, detected as QRHead does
+PAPER_LAYOUT = {"qrhead": "shuffle", "qr-mass": "shuffle", "core": "spread"}
 
 
-def sample_id(orig_qid: str, position: int) -> str:
-    """The id of the detection sample of ``orig_qid`` with the positive at 0-based prompt slot ``position``."""
-    return f"{orig_qid}#p{position}"
+def sample_id(orig_qid: str, index: int) -> str:
+    """The id of the ``index``-th (0-based) detection sample of ``orig_qid``."""
+    return f"{orig_qid}#p{index}"
+
+
+def layout_for(kind: str, layout: str = "auto") -> str:
+    """The detection layout of a head-ranking ``kind``: ``layout`` itself, or for ``auto`` its paper's layout."""
+    if layout != "auto":
+        return layout
+    return PAPER_LAYOUT.get(kind, "spread")
+
+
+def spread_slots(n_docs: int, positions: int) -> list[int]:
+    """0-based slots of the ``spread`` layout: ``positions`` slots evenly over ``n_docs``, first and last included."""
+    if positions == 1:
+        return [0]
+    return [int((i * (n_docs - 1)) / (positions - 1) + 0.5) for i in range(positions)]
+
+
+def layout_samples(layout: str, pos: tuple, negs: list[tuple], positions: int, seed: int, qid: str) -> list[list[tuple]]:
+    """The ``positions`` samples (each a list of (docid, score) in slot order) of one query under ``layout``."""
+    if layout == "shuffle":
+        out = []
+        for k in range(positions):
+            docs = [pos, *negs]
+            random.Random(f"{seed}\x00{qid}\x00{k}").shuffle(docs)
+            out.append(docs)
+        return out
+    slots = spread_slots(len(negs) + 1, positions) if layout == "spread" else list(range(positions))
+    return [negs[:p] + [pos] + negs[p:] for p in slots]
 
 
 def build_detection_set(
@@ -56,13 +103,14 @@ def build_detection_set(
     min_relevance: int = 1,
     report: dict | None = None,
     negatives: str = "hardest",
+    layout: str = "spread",
 ) -> pl.DataFrame:
     """Build the detection set (see the module docstring); ``report`` (if given) receives counts and skips.
 
     Queries are visited in a seeded random order of their ids and taken until ``n_queries`` are built, so the
     same inputs and seed give the same set. Fewer eligible queries than asked is logged, none is an InputError.
     """
-    _check_options(n_queries, n_negatives, positions, negatives)
+    _check_options(n_queries, n_negatives, positions, negatives, layout)
     _require(queries, ("qid", "text"), "queries")
     _require(qrels, ("qid", "docid", "relevance"), "qrels")
     _require(first_stage_run, ("qid", "docid", "score"), "first_stage_run")
@@ -78,6 +126,7 @@ def build_detection_set(
     random.Random(seed).shuffle(order)
     skips: dict[str, list[str]] = {r: [] for r in SKIP_REASONS}
     rows: list[tuple] = []
+    slots: dict[int, int] = {}  # 1-based slot of the positive -> samples
     built = 0
     for q in order:
         if built == n_queries:
@@ -88,15 +137,18 @@ def build_detection_set(
             skips[picked].append(q)
             continue
         (pos, pos_score), negs = picked
-        for p in range(positions):
-            sid = sample_id(q, p)
-            docs = negs[:p] + [(pos, pos_score)] + negs[p:]
+        for k, docs in enumerate(layout_samples(layout, (pos, pos_score), negs, positions, seed, q)):
+            sid = sample_id(q, k)
             for slot, (d, s) in enumerate(docs, 1):
                 rows.append((sid, qtext[q], d, slot, s, dtext[d], sid, q, int(d == pos)))
+                if d == pos:
+                    slots[slot] = slots.get(slot, 0) + 1
         built += 1
     _log_skips(skips, built, n_queries, n_negatives)
     if report is not None:
-        report.update(n_queries=built, n_samples=built * positions, requested=n_queries, skipped={r: v for r, v in skips.items()})
+        report.update(n_queries=built, n_samples=built * positions, requested=n_queries, layout=layout,
+                      positive_slots={str(k): v for k, v in sorted(slots.items())},
+                      skipped={r: v for r, v in skips.items()})
     schema = {
         "qid": pl.String, "query": pl.String, "docid": pl.String, "rank": pl.Int32, "score": pl.Float64,
         "text": pl.String, "sample_id": pl.String, "orig_qid": pl.String, "label": pl.Int8,
@@ -104,13 +156,15 @@ def build_detection_set(
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def _check_options(n_queries: int, n_negatives: int, positions: int, negatives: str) -> None:
+def _check_options(n_queries: int, n_negatives: int, positions: int, negatives: str, layout: str) -> None:
     for key, val, lo in (("n_queries", n_queries, 1), ("n_negatives", n_negatives, 1), ("positions", positions, 1)):
         if not isinstance(val, int) or val < lo:
             raise InputError(f"detection.{key}: must be an integer >= {lo} (got {val!r})")
     if negatives not in ("hardest", "sample"):
         raise InputError(f"detection.negatives: must be 'hardest' or 'sample' (got {negatives!r})")
-    if positions > n_negatives + 1:
+    if layout not in LAYOUTS:
+        raise InputError(f"detection.layout: must be one of {list(LAYOUTS)} (got {layout!r})")
+    if layout != "shuffle" and positions > n_negatives + 1:
         raise InputError(f"detection.positions: {positions} slots need at least {positions - 1} negatives (n_negatives={n_negatives})")
 
 
