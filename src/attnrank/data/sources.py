@@ -281,10 +281,11 @@ def save(ds: Dataset, out_dir: str | os.PathLike) -> None:
     write_json(out / "meta.json", ds.notes)
 
 
-def read(folder: str | os.PathLike) -> Dataset:
-    """Read a normalised dataset folder written by :func:`save`."""
+def read(folder: str | os.PathLike, lazy: bool = False) -> Dataset:
+    """Read a normalised dataset folder written by :func:`save` (``lazy``: the corpus as a scan, not in memory)."""
     f = Path(folder)
-    return Dataset(pl.read_parquet(f / "corpus.parquet"), pl.read_parquet(f / "queries.parquet"), pl.read_parquet(f / "qrels.parquet"))
+    corpus = pl.scan_parquet(f / "corpus.parquet") if lazy else pl.read_parquet(f / "corpus.parquet")
+    return Dataset(corpus, pl.read_parquet(f / "queries.parquet"), pl.read_parquet(f / "qrels.parquet"))
 
 
 def doc_text(title: str, text: str) -> str:
