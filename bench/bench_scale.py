@@ -165,7 +165,9 @@ def request_mb(repo: Path, corpus_parquet: Path, corpus_jsonl: Path) -> dict:
     """Memory requests (MB) of the rules at this size, from the checkout's ``attnrank.resources``."""
     code = (
         "import json, sys; from attnrank import resources as r; p, j = sys.argv[1], sys.argv[2]\n"
-        "out = {'first_stage': r.corpus_job(p)['mem_mb']}\n"
+        "import inspect\n"
+        "staged = 'stage' in inspect.signature(r.corpus_job).parameters\n"
+        "out = {k: (r.corpus_job(p, 1, k) if staged else r.corpus_job(p))['mem_mb'] for k in ('bm25_index', 'bm25', 'dense')}\n"
         "f = getattr(r, 'dataset_job', None)\n"
         "out['dataset'] = f({'source': 'beir', 'path': j.rsplit('/', 1)[0]})['mem_mb'] if f else 8000\n"
         "g = getattr(r, 'detection_job', None)\n"
@@ -179,8 +181,8 @@ def request_mb(repo: Path, corpus_parquet: Path, corpus_jsonl: Path) -> dict:
     return json.loads(res.stdout)
 
 
-REQUEST_OF = {"dataset": "dataset", "bm25_index": "first_stage", "retrieve/bm25": "first_stage",
-              "retrieve/dense": "first_stage", "candidates": "candidates", "detection_set": "detection_set"}
+REQUEST_OF = {"dataset": "dataset", "bm25_index": "bm25_index", "retrieve/bm25": "bm25",
+              "retrieve/dense": "dense", "candidates": "candidates", "detection_set": "detection_set"}
 
 
 def report(results: list[dict]) -> None:

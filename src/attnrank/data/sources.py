@@ -197,7 +197,7 @@ def clean(ds: Dataset, key: str, max_queries: int | None = None) -> Dataset:
 
     corpus = ds.corpus.lazy().with_columns(pl.col("title").fill_null(""), pl.col("text").fill_null(""))
     is_empty = (pl.col("title").str.strip_chars() == "") & (pl.col("text").str.strip_chars() == "")
-    empty = corpus.filter(is_empty).select("docid").collect()
+    empty = corpus.filter(is_empty).select("docid").collect(engine="streaming")  # reads title and text chunk by chunk
     if empty.height:
         log.warning("dataset '%s': dropping %d empty document(s), e.g. %s", key, empty.height, empty["docid"][:3].to_list())
         corpus = corpus.filter(~is_empty)
