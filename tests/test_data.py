@@ -208,3 +208,115 @@ def test_bright_document_without_id_is_refused_not_renamed_none():
     with pytest.raises(InputError) as e:
         sources.clean(ds, "bio")
     assert str(e.value) == "dataset 'bio': 1 document id(s) missing or empty"
+
+
+# ------------------------------------------------------------------------------------------------ issue 25: streaming
+def _in_memory_reference(spec, key, out):
+    """The pre-streaming path: the whole corpus as one frame, cleaned and written by ``write_parquet``."""
+    ds = sources.clean(sources.read_beir(spec["path"], spec.get("split", "test"), key), key, spec.get("max_queries"))
+    assert isinstance(ds.corpus, pl.DataFrame)
+    sources.save(ds, out)
+
+
+def _with_empty_doc(tmp_path):
+    root = make_collection(tmp_path / "src", n_docs=57, n_queries=8, seed=5)
+    with open(root / "corpus.jsonl", "a") as f:  # an empty document: dropped in both paths
+        f.write(json.dumps({"_id": "zz-empty", "title": " ", "text": ""}) + "\n")
+    return root
+
+
+def test_streamed_beir_is_byte_identical_to_in_memory(tmp_path, monkeypatch):
+    root = _with_empty_doc(tmp_path)
+    spec = {"source": "beir", "path": str(root), "split": "test"}
+    _in_memory_reference(spec, "s", tmp_path / "ref")
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 10)  # six row groups in the spool
+    notes = sources.prepare(spec, "s", tmp_path / "out")
+    for f in ("corpus.parquet", "queries.parquet", "qrels.parquet", "meta.json"):
+        assert (tmp_path / "out" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes(), f
+    assert notes["n_docs"] == 57 and notes["empty_documents_dropped"] == ["zz-empty"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["corpus.parquet", "meta.json", "qrels.parquet", "queries.parquet"]
+
+
+def test_spool_writes_row_groups_of_chunk_size(tmp_path):
+    import pyarrow.parquet as pq
+
+    spool = sources.CorpusSpool(tmp_path / "c.parquet", chunk_rows=4)
+    for i in range(10):
+        spool.add(f"d{i}", "", f"text {i}")
+    lf = spool.frame()
+    assert isinstance(lf, pl.LazyFrame) and lf.collect()["docid"].to_list() == [f"d{i}" for i in range(10)]
+    assert [pq.ParquetFile(tmp_path / "c.parquet").metadata.row_group(g).num_rows for g in range(3)] == [4, 4, 2]
+
+
+class FakeIrds:
+    """An ir_datasets-shaped source: ``docs_iter``/``queries_iter``/``qrels_iter`` yield namedtuples (as
+    ir_datasets' GenericDoc / GenericQuery / TrecQrel do), built from a BEIR folder."""
+
+    def __init__(self, root):
+        from collections import namedtuple
+
+        self.Doc = namedtuple("GenericDoc", ["doc_id", "text", "title"])
+        self.Query = namedtuple("GenericQuery", ["query_id", "text"])
+        self.Qrel = namedtuple("TrecQrel", ["query_id", "doc_id", "relevance", "iteration"])
+        self.root = root
+        self.docs_consumed = 0
+
+    def docs_iter(self):
+        with open(self.root / "corpus.jsonl") as f:
+            for line in f:
+                d = json.loads(line)
+                self.docs_consumed += 1
+                yield self.Doc(d["_id"], d["text"], d.get("title", ""))
+
+    def queries_iter(self):
+        with open(self.root / "queries.jsonl") as f:
+            for line in f:
+                q = json.loads(line)
+                yield self.Query(q["_id"], q["text"])
+
+    def qrels_iter(self):
+        for line in (self.root / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+            q, d, r = line.split("\t")
+            yield self.Qrel(q, d, int(r), "0")
+
+
+def test_irds_shaped_source_streams_to_the_same_files(tmp_path, monkeypatch):
+    root = _with_empty_doc(tmp_path)
+    fake = FakeIrds(root)
+    import ir_datasets
+
+    monkeypatch.setattr(ir_datasets, "load", lambda i: fake if i == "fake/ds" else (_ for _ in ()).throw(KeyError(i)))
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 10)
+    # the pre-streaming reference: Python lists of every document, one DataFrame, write_parquet
+    ref_docs = [(d.doc_id, d.title or "", d.text) for d in FakeIrds(root).docs_iter()]
+    ref = sources.from_irds(fake, "fake/ds", "f")  # no spool: read back into memory
+    assert isinstance(ref.corpus, pl.DataFrame)
+    assert ref.corpus.equals(pl.DataFrame(ref_docs, schema=sources.CORPUS_SCHEMA, orient="row"))
+    sources.save(sources.clean(ref, "f"), tmp_path / "ref")
+    notes = sources.prepare({"source": "irds", "id": "fake/ds"}, "f", tmp_path / "out")
+    for f in ("corpus.parquet", "queries.parquet", "qrels.parquet"):
+        assert (tmp_path / "out" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes(), f
+    assert notes["source"] == "irds:fake/ds" and notes["n_docs"] == 57
+    # the BEIR folder it came from gives the same corpus
+    beir = sources.load({"source": "beir", "path": str(root)}, "b")
+    assert pl.read_parquet(tmp_path / "out" / "corpus.parquet").equals(beir.corpus)
+
+
+def test_spooled_corpus_errors_still_name_the_line(tmp_path, monkeypatch):
+    root = make_collection(tmp_path / "src", n_docs=30, n_queries=4, seed=5)
+    with open(root / "corpus.jsonl", "a") as f:
+        f.write('{"_id": "d 9", "text": "x"}\n')
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 7)
+    with pytest.raises(InputError, match=r"corpus.jsonl:31: '_id' 'd 9' contains whitespace"):
+        sources.prepare({"source": "beir", "path": str(root)}, "b", tmp_path / "out")
+    assert not list((tmp_path / "out").glob(".spool*"))
+
+
+def test_spooled_duplicate_doc_ids_are_an_error(tmp_path, monkeypatch):
+    root = make_collection(tmp_path / "src", n_docs=30, n_queries=4, seed=5)
+    first = (root / "corpus.jsonl").read_text().splitlines()[0]
+    with open(root / "corpus.jsonl", "a") as f:
+        f.write(first + "\n")
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 7)
+    with pytest.raises(InputError, match="duplicate document id"):
+        sources.prepare({"source": "beir", "path": str(root)}, "b", tmp_path / "out")

@@ -164,3 +164,74 @@ def test_minilm_retrieves_topic_documents(minilm, tmp_path):
     rel = set(zip(ds.qrels["qid"], ds.qrels["docid"]))
     precision = sum((q, d) in rel for q, d in zip(run["qid"], run["docid"])) / run.height
     assert precision > 0.5  # 12 topics: random is ~0.08
+
+
+# ------------------------------------------------------------------------------------------------ issue 25: streaming
+class _IntEncoder:
+    """A stand-in encoder: small integer vectors from the text (exact float sums, many tied scores)."""
+
+    dim = 4
+
+    def __init__(self, spec, key=None, device=None):
+        self.spec = spec
+        self.calls = 0
+
+    def _vec(self, t):
+        return [float((sum(map(ord, w)) % 5) - 2) for w in (t.split() + ["a", "b", "c", "d"])[:4]]
+
+    def encode_docs(self, texts):
+        self.calls += 1
+        return np.array([self._vec(t) for t in texts], dtype=np.float32).reshape(len(texts), 4)
+
+    def encode_queries(self, texts):
+        return self.encode_docs(texts)
+
+
+def _pre_streaming_run(corpus, queries, encoder, k):
+    """Today's reference: the whole corpus sorted by doc id, all embeddings in memory, one exact top-k."""
+    c = corpus.sort("docid")
+    emb = encoder.encode_docs([sources.doc_text(t, x) for t, x in c.select("title", "text").iter_rows()])
+    run = dense.search(emb, c["docid"].to_list(), encoder.encode_queries(queries["text"].to_list()), queries["qid"].to_list(), k)
+    return dense.rank_run(run).select("qid", "docid", "score")
+
+
+@pytest.mark.parametrize("chunk_docs", [1, 7, 1000])
+def test_streamed_run_equals_in_memory_search(tmp_path, monkeypatch, chunk_docs):
+    words = ["x", "y", "z", "w", "v", "u"]
+    rng = np.random.default_rng(2)
+    docids = [f"d{i:03d}" for i in rng.permutation(120)]  # file order is not doc-id order
+    corpus = pl.DataFrame({"docid": docids, "title": [""] * 120,
+                           "text": [" ".join(rng.choice(words, 4)) for _ in range(120)]})
+    queries = pl.DataFrame({"qid": [f"q{i}" for i in range(9)], "text": [" ".join(rng.choice(words, 4)) for _ in range(9)]})
+    path = tmp_path / "corpus.parquet"
+    corpus.write_parquet(path)
+    monkeypatch.setattr(dense, "Encoder", _IntEncoder)
+    ref = _pre_streaming_run(corpus, queries, _IntEncoder(None), 15)
+    got = dense.run(path, queries, {"model": "int"}, 15, tmp_path / "emb.npz", chunk_docs=chunk_docs)
+    assert got.equals(ref)
+    # ties really decide the cut: for some query more documents score at least its 15th score than fit
+    enc = _IntEncoder(None)
+    full = enc.encode_queries(queries["text"].to_list()) @ enc.encode_docs(corpus["text"].to_list()).T
+    kth = np.sort(full, axis=1)[:, -15]
+    assert ((full >= kth[:, None]).sum(1) > 15).any()
+    # cached: same run, read chunk by chunk from the .npz, no encoding
+    again = dense.run(path, queries, {"model": "int"}, 15, tmp_path / "emb.npz", chunk_docs=chunk_docs)
+    assert again.equals(ref)
+    ids, emb = dense.encode_corpus(path, dense.EncoderSpec(model="int"), tmp_path / "emb.npz")
+    assert ids == sorted(docids) and emb.shape == (120, 4)
+    with np.load(tmp_path / "emb.npz") as z:  # the cache is a plain .npz in file order
+        assert z["emb"].shape == (120, 4)
+
+
+def test_running_topk_with_permuted_tie_index():
+    rng = np.random.default_rng(4)
+    d = rng.integers(-2, 3, size=(300, 5)).astype(np.float32)
+    q = rng.integers(-2, 3, size=(11, 5)).astype(np.float32)
+    perm = rng.permutation(300)  # tie index of row i is perm[i]; the reference sorts rows by it
+    top = dense.RunningTopK(q, 20, query_batch=3)
+    for c0 in range(0, 300, 37):
+        top.add(d[c0 : c0 + 37], perm[c0 : c0 + 37])
+    scores, index = top.result()
+    inv = np.argsort(perm)
+    ref_s, ref_i = _brute_force(d[inv], q, 20)
+    assert (scores == ref_s).all() and (index == ref_i).all()

@@ -263,3 +263,27 @@ def test_first_layout_and_layout_choice():
     assert layout_for("core", "first") == "first"
     with pytest.raises(InputError, match="detection.layout"):
         build_detection_set(queries, qrels, run, corpus, n_negatives=9, layout="middle")
+
+
+# ------------------------------------------------------------------------------------------------ issue 25: reading
+def test_corpus_read_only_for_needed_documents(tiny, tmp_path):
+    """A frame, a lazy scan and a Parquet path give the same set; only documents of visited queries' candidates
+    and positives are read (filtered scans), and many skips only add a scan."""
+    from attnrank.selection import detection
+
+    ds, run = tiny
+    path = tmp_path / "corpus.parquet"
+    extra = pl.DataFrame({"docid": [f"zz{i}" for i in range(50)], "title": [""] * 50, "text": ["never read"] * 50})
+    pl.concat([ds.corpus, extra]).write_parquet(path)  # documents no run lists
+    shallow = run.filter(pl.col("rank") <= 12)
+    ref = build_detection_set(ds.queries, ds.qrels, shallow, ds.corpus, n_queries=3, n_negatives=4, positions=2, seed=1)
+    for corpus in (path, str(path), pl.scan_parquet(path)):
+        assert build_detection_set(ds.queries, ds.qrels, shallow, corpus, n_queries=3, n_negatives=4, positions=2, seed=1).equals(ref)
+    texts = detection.CorpusTexts(path)
+    qids = sorted(set(shallow["qid"]))[:2]
+    cands = {q: [(d, 0.0) for d in shallow.filter(pl.col("qid") == q)["docid"]] for q in qids}
+    texts.prepare(qids, {}, cands)
+    assert texts.scans == 1 and set(texts.text) == {d for q in qids for d, _ in cands[q]} and "zz1" not in texts
+    # n_queries=1 reads read_ahead(1) = 17 queries ahead: the first query of the same seeded order
+    many = build_detection_set(ds.queries, ds.qrels, shallow, path, n_queries=1, n_negatives=4, positions=2, seed=1)
+    assert many.equals(ref.filter(pl.col("orig_qid") == ref["orig_qid"][0]))

@@ -106,3 +106,17 @@ def test_candidates_job_writes_the_lists_first_stage_run_at_its_depth(tmp_path):
     cut = io.read_trec(tmp_path / "c.trec")
     assert cut.group_by("qid").len()["len"].to_list() == [5] * cut["qid"].n_unique()
     assert set(cut["docid"]) == set(pl.read_parquet(tmp_path / "c.parquet")["docid"]) == set(docs[:5])
+
+
+def test_candidates_from_a_scanned_corpus_equal_in_memory(tmp_path):
+    """Issue 25: the candidates job scans the corpus for the run's documents; same table as the whole corpus."""
+    ds = _ds()
+    run = pl.DataFrame({"qid": ["q1", "q1", "q2"], "docid": ["d2", "d1", "d3"], "rank": [1, 2, 1], "score": [3.0, 2.0, 1.0]})
+    sources.save(ds, tmp_path / "data")
+    lazy = sources.read(tmp_path / "data", lazy=True)
+    assert isinstance(lazy.corpus, pl.LazyFrame)
+    a, ma = candidates.build(ds, run, depth=2, max_doc_words=3)
+    b, mb = candidates.build(lazy, run, depth=2, max_doc_words=3)
+    assert a.equals(b) and ma == mb
+    with pytest.raises(InputError, match="not in the corpus"):
+        candidates.build(lazy, run.with_columns(docid=pl.lit("nope")), depth=2, max_doc_words=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import textwrap
@@ -331,3 +332,33 @@ def test_text_jobs_longest_first():
     assert p({"kind": "rankgpt", "scoring": "likelihood"}) == p({"kind": "setwise"})
     assert p({"kind": "qlm"}) == p({"kind": "pointwise"}) == p({"kind": "yesno"}) == 0
     assert max(p({"kind": k}) for k in ("rankgpt", "setwise", "qlm")) < resources.PRIORITY["latency"]
+
+
+def test_dataset_memory_follows_the_corpus(tmp_path):
+    """Issue 25: the dataset job's request grows with the corpus (documents, bytes a document), 8000 when unknown."""
+    small, big = tmp_path / "s", tmp_path / "b"
+    for folder, n in ((small, 1000), (big, 20000)):
+        folder.mkdir()
+        (folder / "corpus.jsonl").write_text("".join(f'{{"_id": "d{i}", "text": "{"w " * 40}"}}\n' for i in range(n)))
+    n_small, per_doc = resources.corpus_estimate({"source": "beir", "path": str(small)})
+    assert abs(n_small - 1000) < 20 and 80 < per_doc < 110
+    s = resources.dataset_job({"source": "beir", "path": str(small)})["mem_mb"]
+    b = resources.dataset_job({"source": "beir", "path": str(big)})["mem_mb"]
+    assert s < b
+    dpr = resources.dataset_job({"source": "irds", "id": "dpr-w100/natural-questions/train"})["mem_mb"]
+    marco = resources.dataset_job({"source": "irds", "id": "msmarco-passage/trec-dl-2019/judged"})["mem_mb"]
+    assert marco < dpr < 8000  # streamed: ~6 GB for 21M passages
+    assert resources.dataset_job({"source": "irds", "id": "unknown/x"})["mem_mb"] == 8000
+    assert resources.dataset_job({"source": "irds", "id": "unknown/x"}, attempt=2)["mem_mb"] == 16000
+    assert resources.dataset_job({"source": "irds", "id": "dpr-w100/natural-questions/train"}, attempt=2)["mem_mb"] >= 2 * dpr - 1
+
+
+def test_first_stage_memory_by_stage(tmp_path):
+    f = tmp_path / "c.parquet"
+    with open(f, "wb") as fh:
+        fh.truncate(100 << 20)
+    index, bm25, dense = (resources.corpus_job(f, 1, k)["mem_mb"] for k in ("bm25_index", "bm25", "dense"))
+    a, b = resources.FIRST_STAGE_FIT["bm25_index"]
+    assert index == math.ceil(resources.HEADROOM * (a + b * 100))
+    assert bm25 == math.ceil(resources.HEADROOM * resources.FIRST_STAGE_FIT["bm25"][0])
+    assert dense > bm25

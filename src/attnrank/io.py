@@ -173,13 +173,17 @@ def check_id(value, where: str, what: str) -> str:
     return value
 
 
-def read_jsonl(path: str | os.PathLike, id_field: str, fields: tuple[str, ...]) -> pl.DataFrame:
-    """Read a JSON-lines file into string columns ``id_field`` + ``fields`` (missing fields: empty string).
+def iter_jsonl(path: str | os.PathLike, id_field: str, fields: tuple[str, ...], batch_rows: int = 100_000) -> Iterator[pl.DataFrame]:
+    """Read a JSON-lines file in frames of at most ``batch_rows`` rows of string columns ``id_field`` + ``fields``
+    (missing fields: empty string), so only one batch of Python strings exists at a time.
 
     Every problem names ``file:line``: JSON syntax errors, a line that is not an object, a missing field
     ``id_field`` or ``fields[0]``, a missing/empty/whitespace-holding id, a non-string text. Blank lines are skipped.
+    An empty file gives one empty frame.
     """
-    cols: dict[str, list[str]] = {k: [] for k in (id_field, *fields)}
+    schema = {k: pl.String for k in (id_field, *fields)}
+    cols: dict[str, list[str]] = {k: [] for k in schema}
+    emitted = False
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -199,7 +203,17 @@ def read_jsonl(path: str | os.PathLike, id_field: str, fields: tuple[str, ...]) 
                 if v is not None and not isinstance(v, str):
                     raise InputError(f"{where}: field '{k}' must be a string, got {type(v).__name__}")
                 cols[k].append(v or "")
-    return pl.DataFrame(cols, schema={k: pl.String for k in cols})
+            if len(cols[id_field]) >= batch_rows:
+                yield pl.DataFrame(cols, schema=schema)
+                emitted = True
+                cols = {k: [] for k in schema}
+    if cols[id_field] or not emitted:
+        yield pl.DataFrame(cols, schema=schema)
+
+
+def read_jsonl(path: str | os.PathLike, id_field: str, fields: tuple[str, ...]) -> pl.DataFrame:
+    """The whole JSON-lines file as one frame (see :func:`iter_jsonl` for the checks)."""
+    return pl.concat(list(iter_jsonl(path, id_field, fields)), rechunk=True)
 
 
 _INT = re.compile(r"^[+-]?[0-9]+(\.0*)?$")

@@ -155,9 +155,14 @@ def capped_mem(mb: float, doubling: bool = False):
     return lambda w, attempt: memory(mb, mb * (2 ** (attempt - 1) if doubling else attempt))
 
 
-def corpus_rule_resources(runtime: int) -> dict:
-    """Snakemake ``resources`` of a first-stage rule over input ``corpus`` (see :func:`corpus_job`)."""
-    return {"mem_mb": lambda w, input, attempt: corpus_job(input.corpus, attempt)["mem_mb"], "runtime": runtime}
+def corpus_rule_resources(runtime: int, cfg: dict | None = None) -> dict:
+    """Snakemake ``resources`` of a first-stage rule over input ``corpus`` (see :func:`corpus_job`): ``bm25_index``
+    without ``cfg``, ``retrieve`` (by the retriever's kind) with it."""
+    def mem(w, input, attempt):
+        stage = cfg["retrievers"][w.retriever]["kind"] if cfg is not None else "bm25_index"
+        return corpus_job(input.corpus, attempt, stage)["mem_mb"]
+
+    return {"mem_mb": mem, "runtime": runtime}
 
 
 def corpus_rule_threads(w, input) -> int:
@@ -188,10 +193,79 @@ def prepare_job(spec: dict, attempt: int = 1) -> dict:
     return {"mem_mb": memory(need, ask, attempt), "threads": threads(spec.get("threads") or 2)}
 
 
-def corpus_job(corpus: str | os.PathLike | None, attempt: int = 1) -> dict:
-    """``mem_mb`` and ``threads`` of a first-stage job over ``corpus`` (parquet; 0 MB while it does not exist yet):
-    Python with the BM25 index's JVM or the dense encoder, plus the corpus text (parquet is compressed ~2-3x) and
-    the index or embeddings built from it."""
+# Peak memory fits from bench/bench_scale.py (synthetic BEIR corpus, 60 words a document, 0.25M-2M documents, from
+# the rules' benchmark files; docs/cluster.md): (MB at zero, MB per MB of corpus parquet). Requests are HEADROOM x
+# the fit; a retry asks for more (memory x attempt).
+HEADROOM = 1.3
+FIRST_STAGE_FIT = {"bm25_index": (550.0, 9.6), "bm25": (1000.0, 0.0), "dense": (965.0, 9.6)}
+DENSE_ENCODER_MB = 500  # a real encoder's weights and activations (the probe's encoder is a tiny random BERT)
+
+
+def corpus_job(corpus: str | os.PathLike | None, attempt: int = 1, stage: str = "bm25_index") -> dict:
+    """``mem_mb`` and ``threads`` of a first-stage job over ``corpus`` (parquet; FIRST_STAGE_MB while it does not
+    exist yet). ``stage``: ``bm25_index``, or the retriever kind of a ``retrieve`` job (``bm25``, ``dense``): the
+    corpus is streamed, so memory grows with the index / the doc-id column, not with the corpus text in memory."""
     size_mb = os.path.getsize(corpus) / MB if corpus and os.path.isfile(corpus) else 0.0
-    need = FIRST_STAGE_MB + 6 * size_mb
+    if size_mb == 0.0:
+        need = FIRST_STAGE_MB
+    else:
+        a, b = FIRST_STAGE_FIT[stage]
+        need = HEADROOM * (a + b * size_mb) + (DENSE_ENCODER_MB if stage == "dense" else 0)
     return {"mem_mb": memory(need, need, attempt), "threads": threads(1 if size_mb < 64 else 4)}
+
+
+# documents in the corpora of ir_datasets ids (ir_datasets' documentation), by id prefix
+KNOWN_CORPUS_DOCS = {
+    "dpr-w100": 21_015_324, "msmarco-passage": 8_841_823, "beir/msmarco": 8_841_823, "beir/climate-fever": 5_416_593,
+    "beir/fever": 5_416_568, "beir/hotpotqa": 5_233_329, "beir/dbpedia-entity": 4_635_922, "beir/nq": 2_681_468,
+    "beir/quora": 522_931, "beir/webis-touche2020": 382_545, "beir/trec-covid": 171_332, "beir/fiqa": 57_638,
+    "beir/cqadupstack": 290_379, "beir/scidocs": 25_657, "beir/arguana": 8_674, "beir/scifact": 5_183,
+    "beir/nfcorpus": 3_633,
+}
+# the dataset job's peak (bench/bench_scale.py): Python with polars/pyarrow, the doc-id column (validation: duplicates,
+# judgements of unknown documents), and a chunk of documents as Python strings and Arrow buffers
+DATASET_FIT = (300.0, 200.0, 3.0)  # MB, MB per million documents, x the chunk's text
+IRDS_DOC_BYTES = 600  # a document's bytes when the corpus is not on disk (DPR passages ~600, MS MARCO ~330)
+
+
+def corpus_estimate(spec: dict) -> tuple[float, float] | None:
+    """(documents, bytes a document) of a ``datasets.<key>`` entry before it is converted, or None if unknown:
+    a BEIR folder from its corpus.jsonl (size / mean line length of its first MB), synthetic from ``n_docs``,
+    an ir_datasets id from :data:`KNOWN_CORPUS_DOCS`."""
+    source = spec.get("source")
+    if source == "beir":
+        f = Path(spec.get("path", "")) / "corpus.jsonl"
+        if not f.is_file():
+            return None
+        with open(f, "rb") as fh:
+            head = fh.read(1 << 20)
+        lines = max(head.count(b"\n"), 1)
+        per_doc = len(head) / lines
+        return os.path.getsize(f) / per_doc, per_doc
+    if source == "synthetic":
+        return float(spec.get("n_docs", 240)), 400.0
+    if source == "irds":
+        ident = spec.get("id", "")
+        for prefix, n in sorted(KNOWN_CORPUS_DOCS.items(), key=lambda kv: -len(kv[0])):
+            if ident == prefix or ident.startswith(prefix + "/"):
+                return float(n), float(IRDS_DOC_BYTES)
+    return None
+
+
+def dataset_job(spec: dict, attempt: int = 1) -> dict:
+    """``mem_mb`` of the ``dataset`` job: HEADROOM x the fit over the corpus estimate; 8000 when the corpus size is
+    unknown (doubling on each retry)."""
+    est = corpus_estimate(spec)
+    if est is None:
+        return {"mem_mb": memory(8000, 8000 * 2 ** (max(1, attempt) - 1))}
+    from .data.sources import CHUNK_ROWS
+
+    docs, per_doc = est
+    a, b, c = DATASET_FIT
+    need = HEADROOM * (a + b * docs / 1e6 + c * CHUNK_ROWS * per_doc / MB)
+    return {"mem_mb": memory(need, need * 2 ** (max(1, attempt) - 1))}
+
+
+def dataset_rule_resources(cfg: dict, runtime: int) -> dict:
+    """Snakemake ``resources`` of the ``dataset`` rule (see :func:`dataset_job`)."""
+    return {"mem_mb": lambda w, attempt: dataset_job(cfg["datasets"][w.dataset], attempt)["mem_mb"], "runtime": runtime}

@@ -42,6 +42,8 @@ rule detection_set:
         code=script_code("detection_set"),
     log:
         log_path("detection_set", "{dataset}", "{retriever}", "{layout}"),
+    benchmark:
+        bench_path("detection_set", "{dataset}", "{retriever}", "{layout}")
     priority: attnrank.resources.PRIORITY["selection"]
     threads: 1
     resources:

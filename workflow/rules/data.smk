@@ -13,8 +13,7 @@ rule dataset:
     priority: attnrank.resources.PRIORITY["upstream"]
     threads: 1
     resources:
-        mem_mb=capped_mem(8000, doubling=True),  # NQ / MS MARCO corpora need more on retry
-        runtime=120,
+        **attnrank.resources.dataset_rule_resources(CFG, runtime=120),  # from the corpus size; doubled on retry
     conda:
         CONDA_ENV
     script:

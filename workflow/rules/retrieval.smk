@@ -37,7 +37,7 @@ rule retrieve:
     priority: attnrank.resources.PRIORITY["upstream"]
     threads: attnrank.resources.corpus_rule_threads
     resources:
-        **attnrank.resources.corpus_rule_resources(runtime=240),
+        **attnrank.resources.corpus_rule_resources(runtime=240, cfg=CFG),
     conda:
         CONDA_ENV
     script:

@@ -14,9 +14,10 @@ QRELS_SCHEMA = {"qid": pl.String, "docid": pl.String, "relevance": pl.Int32}
 
 @dataclass
 class Dataset:
-    """A normalised dataset: three polars frames plus notes on what was skipped."""
+    """A normalised dataset: three polars frames plus notes on what was skipped (the corpus may be a lazy scan of
+    a Parquet file, see ``attnrank.data.sources.CorpusSpool``)."""
 
-    corpus: pl.DataFrame
+    corpus: pl.DataFrame | pl.LazyFrame
     queries: pl.DataFrame
     qrels: pl.DataFrame
     notes: dict = field(default_factory=dict)

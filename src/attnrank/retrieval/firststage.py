@@ -21,7 +21,7 @@ def first_stage(spec: dict, queries: pl.DataFrame, corpus_path: str | None = Non
     from . import dense
 
     encoder = {k: v for k, v in spec.items() if k not in ("kind", "depth")}
-    return dense.run(pl.read_parquet(corpus_path), queries, encoder, k=spec["depth"], cache_path=embeddings)
+    return dense.run(corpus_path, queries, encoder, k=spec["depth"], cache_path=embeddings)  # streamed from the file
 
 
 def clean_run(run: pl.DataFrame, dataset_meta: str, drop_self_matches: bool, qrels: pl.DataFrame | None = None,

@@ -95,7 +95,7 @@ def build_detection_set(
     queries: pl.DataFrame,
     qrels: pl.DataFrame,
     first_stage_run: pl.DataFrame,
-    corpus: pl.DataFrame,
+    corpus: pl.DataFrame | pl.LazyFrame | str | Path,
     n_queries: int = 1000,
     n_negatives: int = 49,
     positions: int = 5,
@@ -109,16 +109,16 @@ def build_detection_set(
 
     Queries are visited in a seeded random order of their ids and taken until ``n_queries`` are built, so the
     same inputs and seed give the same set. Fewer eligible queries than asked is logged, none is an InputError.
+    ``corpus`` (a frame, a lazy scan or a Parquet path) is read only for the documents the visited queries need
+    (:class:`CorpusTexts`).
     """
     _check_options(n_queries, n_negatives, positions, negatives, layout)
     _require(queries, ("qid", "text"), "queries")
     _require(qrels, ("qid", "docid", "relevance"), "qrels")
     _require(first_stage_run, ("qid", "docid", "score"), "first_stage_run")
-    _require(corpus, ("docid", "text"), "corpus")
+    dtext = CorpusTexts(corpus)
 
     qtext = dict(zip(queries["qid"].cast(pl.String), queries["text"]))
-    titles = corpus["title"] if "title" in corpus.columns else [""] * corpus.height
-    dtext = {d: doc_text(t, x) for d, t, x in zip(corpus["docid"].cast(pl.String), titles, corpus["text"])}
     judged_pos, not_negative = _judgements(qrels, min_relevance)
     cands = _run_candidates(first_stage_run)
 
@@ -128,9 +128,11 @@ def build_detection_set(
     rows: list[tuple] = []
     slots: dict[int, int] = {}  # 1-based slot of the positive -> samples
     built = 0
-    for q in order:
+    for i, q in enumerate(order):
         if built == n_queries:
             break
+        if q not in dtext.ready:
+            dtext.prepare(order[i : i + read_ahead(n_queries - built)], judged_pos, cands)
         picked = _positive_and_negatives(q, qtext, dtext, judged_pos[q], not_negative.get(q, set()), cands.get(q, []),
                                          n_negatives, negatives, seed)
         if isinstance(picked, str):
@@ -154,6 +156,43 @@ def build_detection_set(
         "text": pl.String, "sample_id": pl.String, "orig_qid": pl.String, "label": pl.Int8,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def read_ahead(still_needed: int) -> int:
+    """How many queries' documents one corpus scan fetches: those still needed plus 25% and 16 for skips, so a
+    detection set takes one or two scans whatever the corpus size."""
+    return still_needed + still_needed // 4 + 16
+
+
+class CorpusTexts:
+    """``doc_text`` of the corpus documents the detection set needs, read by filtered scans of the corpus (a
+    predicate on ``docid``), never a dict of the whole corpus. ``d in texts`` is True for a document that is in
+    the corpus, once a :meth:`prepare` covered it."""
+
+    def __init__(self, corpus: pl.DataFrame | pl.LazyFrame | str | Path):
+        lf = pl.scan_parquet(corpus) if isinstance(corpus, (str, Path)) else corpus.lazy()
+        _require_lazy(lf, ("docid", "text"), "corpus")
+        has_title = "title" in lf.collect_schema().names()
+        self.lf = lf.select(pl.col("docid").cast(pl.String), pl.col("title") if has_title else pl.lit("").alias("title"), "text")
+        self.text: dict[str, str] = {}
+        self.ready: set[str] = set()
+        self.scans = 0
+
+    def prepare(self, qids: list[str], judged_pos: dict[str, dict[str, int]], cands: dict[str, list[tuple[str, float]]]) -> None:
+        """Read the positives and candidates of ``qids`` (one scan for all of them)."""
+        need = {d for q in qids for d in judged_pos.get(q, {})} | {d for q in qids for d, _ in cands.get(q, [])}
+        need -= self.text.keys()
+        if need:
+            found = self.lf.filter(pl.col("docid").is_in(pl.Series(sorted(need), dtype=pl.String).implode())).collect()
+            self.text.update((d, doc_text(t, x)) for d, t, x in found.iter_rows())
+            self.scans += 1
+        self.ready.update(qids)
+
+    def __contains__(self, docid: str) -> bool:
+        return docid in self.text
+
+    def __getitem__(self, docid: str) -> str:
+        return self.text[docid]
 
 
 def _check_options(n_queries: int, n_negatives: int, positions: int, negatives: str, layout: str) -> None:
@@ -238,6 +277,13 @@ def positive_labels(detection: pl.DataFrame) -> dict[str, str]:
     if dup.height:
         raise InputError(f"detection set: sample(s) {dup['sample_id'][:3].to_list()} have more than one positive")
     return dict(zip(pos["sample_id"], pos["docid"]))
+
+
+def _require_lazy(lf: pl.LazyFrame, cols: tuple[str, ...], what: str) -> None:
+    have = lf.collect_schema().names()
+    missing = [c for c in cols if c not in have]
+    if missing:
+        raise InputError(f"detection: {what} lacks column(s) {missing} (has {have})")
 
 
 def _require(df: pl.DataFrame, cols: tuple[str, ...], what: str) -> None:
