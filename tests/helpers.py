@@ -14,11 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None,
               new_session: bool = False) -> subprocess.CompletedProcess:
-    """Run snakemake with ``config`` (replacing config.yaml) in ``workdir``; return the completed process.
+    """Run snakemake with ``config`` (replacing config.yaml) in ``workdir``, results in ``workdir/results`` unless
+    ``config`` sets ``results_dir``; return the completed process.
 
     ``new_session``: snakemake leads its own process group (a test may then SIGKILL the whole run)."""
     cfg = workdir / "config.test.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    # results_dir: the tests read results/ (unset, it would be results/config.test, from the file's name)
+    cfg.write_text(yaml.safe_dump({"results_dir": "results", **config}))
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
         "--configfile", str(cfg), "--replace-workflow-config", "--cores", "2",

@@ -131,11 +131,17 @@ def test_every_shipped_config_dry_runs(path, tmp_path):
                 pytest.skip(f"{path.name}: {spec['path']} is not beside this checkout")
     resolved = tmp_path / path.name
     resolved.write_text(yaml.safe_dump(raw, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
            "--configfile", str(resolved), "--replace-workflow-config", "--cores", "2"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     jobs = scheduled_jobs(proc)
+    # every output, log and benchmark of the study lies in its own folder, results/<config file stem>
+    planned = [f.strip() for line in (proc.stdout + proc.stderr).splitlines()
+               if line.strip().startswith(("output:", "log:", "benchmark:")) for f in line.split(":", 1)[1].split(",")]
+    cache = yaml.safe_load(path.read_text()).get("cache_dir", ".cache")
+    outside = [f for f in planned if not f.startswith(f"results/{path.stem}/") and not f.startswith(cache)]
+    assert planned and not outside, outside[:5]
     print(f"\n{path.name} (snakemake -n): " + ", ".join(f"{r} {n}" for r, n in jobs.items()))
     cfg = config.load(str(resolved))
     assert jobs.get("tables") == 1

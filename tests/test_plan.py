@@ -77,6 +77,37 @@ def test_sidecar_sits_beside_its_output():
         paths.sidecar("results/models/m")
 
 
+def test_demo_config_yaml_and_paper_resolve_to_three_results_folders():
+    """Each study writes into its own folder (results_dir unset: results/<config file stem>)."""
+    dirs = {name: config.load(str(REPO / name), check_files=False)["results_dir"]
+            for name in ("config/demo.yaml", "config.yaml", "config/paper.yaml")}
+    assert dirs == {"config/demo.yaml": "results/demo", "config.yaml": "results/config", "config/paper.yaml": "results/paper"}
+    # no --configfile: the Snakefile reads config.yaml, the same folder as `--configfile config.yaml`
+    assert config.validate(BASE)["results_dir"] == config.default_results_dir(["config.yaml"]) == "results/config"
+    # several config files (a config and its overlay) name a folder of their own
+    assert config.default_results_dir(["/a/grid-cisi.yaml", "overlays/grid-cisi-100.yaml"]) == "results/grid-cisi+grid-cisi-100"
+
+
+@pytest.mark.parametrize("value, expected", [("out/study-1/", "out/study-1"), ("./runs/x", "runs/x"), ("/scratch/me/s", "/scratch/me/s")])
+def test_explicit_results_dir_is_normalised(value, expected):
+    assert config.validate({**BASE, "results_dir": value}, configfiles=["config/demo.yaml"])["results_dir"] == expected
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", "../elsewhere", "results/{model}"])
+def test_bad_results_dir_is_a_one_line_error(value):
+    with pytest.raises(InputError, match="^config key 'results_dir': "):
+        config.validate({**BASE, "results_dir": value})
+
+
+def test_plan_or_exit_puts_every_path_under_the_results_folder(monkeypatch):
+    monkeypatch.setattr(paths, "ROOT", paths.ROOT)  # restored after the test
+    cfg = {**BASE, "models": TINY, "methods": {"icr": {"kind": "icr"}}}
+    p = plan.plan_or_exit(cfg, scripts=REPO / "workflow" / "scripts", configfiles=[Path("/x/config/my-study.yaml")])
+    outs = p.all_outputs() + list(p.dataset_runs("d")) + [paths.log("tables", "tables"), paths.benchmark("tables", "tables")]
+    assert all(o.startswith("results/my-study/") for o in outs), [o for o in outs if not o.startswith("results/my-study/")]
+    assert paths.study_config() in outs  # the study's own config (embedded in the report)
+
+
 def test_plan_of_the_demo_config():
     cfg = config.validate(config.read_yaml(REPO / "config" / "demo.yaml"), check_files=False)
     p = plan.Plan(cfg, REPO / "workflow" / "scripts", validated=True)

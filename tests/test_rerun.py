@@ -26,6 +26,7 @@ from helpers import REPO, stdlib_import_closure
 PROBE = Path(__file__).with_name("rerun_probe.py")
 # a tiny grid that instantiates every rule of the workflow
 CONFIG = {
+    "results_dir": "results",  # the tests read results/ (the default would be results/config.test)
     "cache_dir": ".cache",
     "datasets": {
         "tiny": {"source": "synthetic", "split": "test", "n_docs": 48, "n_queries": 4},

@@ -31,7 +31,8 @@ CONFIG = {
     "prompt": {"max_doc_tokens": 24},
     "methods": {"icr": {"kind": "icr"}, "yesno": {"kind": "yesno"}},
 }
-TARGETS = ["results/rerank/tiny/tiny/bm25/retrieval/icr.trec", "results/rerank/tiny/tiny/bm25/yesno.trec"]
+# results_dir unset: results/config (from config.yaml); each SLURM job derives the same folder from its --configfiles
+TARGETS = ["results/config/rerank/tiny/tiny/bm25/retrieval/icr.trec", "results/config/rerank/tiny/tiny/bm25/yesno.trec"]
 
 _COMMON = """
 import fcntl, json, os, subprocess, sys

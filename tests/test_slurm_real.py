@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = REPO / ".ci" / "slurm-cluster.sh"
 CONFIG = {
+    "results_dir": "results",  # one folder name for both runs (the default follows the config file's name)
     "cache_dir": str(REPO / ".cache"),
     "datasets": {"tiny": {"source": "synthetic", "split": "test", "n_docs": 120, "n_queries": 48}},
     "retrievers": {"bm25": {"kind": "bm25", "depth": 20}},

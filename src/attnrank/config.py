@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -99,11 +100,32 @@ def _check_renamed(cfg: dict) -> None:
             raise InputError(f"config key '{old}' was renamed: use '{new}'")
 
 
-def validate(config: dict, check_files: bool = True) -> dict:
+def default_results_dir(configfiles=()) -> str:
+    """A study's results folder when ``results_dir`` is unset: ``results/<stem>`` of its config file, the stems
+    joined by ``+`` for several (``config.yaml`` when none is given, as the Snakefile then reads it). So the demo
+    (``results/demo``), ``config.yaml`` (``results/config``) and ``config/paper.yaml`` (``results/paper``) never
+    write into each other's folders."""
+    stems = [Path(f).stem for f in (configfiles or ["config.yaml"])]
+    return "results/" + "+".join(stems)
+
+
+def _results_dir(cfg: dict, configfiles) -> str:
+    value = cfg.get("results_dir")
+    if value is None:
+        return default_results_dir(configfiles)
+    norm = os.path.normpath(value)
+    if not value.strip() or norm in (".", "..") or norm.startswith("../") or any(c in value for c in "{}"):
+        raise InputError(f"config key 'results_dir': {value!r} is not a results folder (a folder below the "
+                         "working directory or an absolute path, without '{' or '}')")
+    return norm
+
+
+def validate(config: dict, check_files: bool = True, configfiles=()) -> dict:
     """Return a validated copy of ``config`` with schema defaults filled in; InputError on the first problem.
 
     ``check_files``: also check that local dataset folders and files exist (paths relative to the working
-    directory, as the workflow resolves them)."""
+    directory, as the workflow resolves them). ``configfiles``: the files the config came from (they name the
+    default ``results_dir``, :func:`default_results_dir`)."""
     cfg = copy.deepcopy(dict(config))
     _check_renamed(cfg)
     sch = _schema()
@@ -114,6 +136,7 @@ def validate(config: dict, check_files: bool = True) -> dict:
         best = unknown[0] if unknown else jsonschema.exceptions.best_match(errors)
         raise InputError(_message(best))
     _fill_defaults(cfg, sch)
+    cfg["results_dir"] = _results_dir(cfg, configfiles)
     _check_references(cfg)
     _check_evaluation(cfg)
     method_families(cfg)
@@ -148,13 +171,13 @@ def _canonical(cfg: dict) -> dict:
     return out
 
 
-def validate_or_exit(config: dict) -> dict:
+def validate_or_exit(config: dict, configfiles=()) -> dict:
     """``validate`` for the workflow's parse time: a bad config prints ``Error: <one line>`` and exits 1, with
     no traceback (Snakemake would print its own frames under an exception)."""
     import sys
 
     try:
-        return validate(config)
+        return validate(config, configfiles=configfiles)
     except InputError as e:
         print(f"Error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -396,7 +419,15 @@ def load(path: str, check_files: bool = True) -> dict:
         raw = {}
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a config file must be a mapping of keys at the top level")
-    return validate(raw, check_files)
+    return validate(raw, check_files, configfiles=[path])
+
+
+def write(cfg: dict, path: str | Path) -> None:
+    """Write a config as YAML (the study's own record, ``attnrank.paths.study_config``), keys in their order."""
+    from .io import write_text
+
+    write_text(path, "# validated config of this study (defaults filled in)\n"
+               + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, default_flow_style=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,9 @@
-"""Every path under ``results/``, written once: the workflow's rules (through ``workflow/rules/common.smk``), the
-scripts and the tests take them from here.
+"""Every path of a study's results folder, written once: the workflow's rules (through
+``workflow/rules/common.smk``), the scripts and the tests take them from here.
+
+The folder is the config's ``results_dir`` (default ``results/<config file stem>``, :func:`attnrank.config.
+default_results_dir`); the workflow sets it once at parse time (:func:`set_root`, from
+:func:`attnrank.plan.plan_or_exit`). Until then it is ``results``.
 
 Each function takes names or Snakemake wildcard patterns (``"{model}"``) and returns a string. A ``.json``
 sidecar sits beside the file it describes (:func:`sidecar`).
@@ -10,6 +14,12 @@ from __future__ import annotations
 import os
 
 ROOT = "results"
+
+
+def set_root(root: str) -> None:
+    """Make ``root`` the results folder of every path below (one study per Snakemake process)."""
+    global ROOT
+    ROOT = root
 
 
 def sidecar(path: str) -> str:
@@ -23,6 +33,11 @@ def sidecar(path: str) -> str:
 def ranx_ready(cache_dir: str) -> str:
     """The marker that ranx's numba kernels are compiled into ``<cache_dir>/numba`` (rule ``ranx_warmup``)."""
     return f"{cache_dir}/numba/.ready"
+
+
+def study_config() -> str:
+    """The validated config of the study (defaults filled in), as it ran: embedded in ``snakemake --report``."""
+    return f"{ROOT}/config.yaml"
 
 
 # ---------------------------------------------------------------------------------------------------- data

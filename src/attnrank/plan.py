@@ -6,6 +6,7 @@ Snakemake. Paths come from :mod:`attnrank.paths`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from pathlib import Path
@@ -41,6 +42,7 @@ class Plan:
     def __init__(self, cfg: dict, scripts: str | Path | None = None, validated: bool = False):
         if not validated:
             cfg = config.validate(cfg)
+        self.study_config = copy.deepcopy(cfg)  # as validated: written beside the results (paths.study_config)
         cfg["methods"] = protocols.expand(cfg["methods"])  # a method's `protocol` preset fills its unset keys
         # display names (tables, plots): <section>.<name>.label, default the key; taken out of the specs so that
         # editing a label reruns no computation
@@ -120,7 +122,7 @@ class Plan:
 
     def all_outputs(self) -> list[str]:
         cfg = self.cfg
-        out = [paths.table("results.csv"), paths.table("results.tex"), paths.table("results.html")]
+        out = [paths.study_config(), paths.table("results.csv"), paths.table("results.tex"), paths.table("results.html")]
         if self.attention_methods and cfg["models"]:
             out.append(paths.table("position_bias.png"))
         out += [paths.candidates(d, r) for d in self.eval_datasets() for r in self.used_lists()]
@@ -384,9 +386,13 @@ class Plan:
         return codehash.registry_code_hash(self.scripts / f"{script}.py", methods.METHODS, kind)
 
 
-def plan_or_exit(config_dict: dict, scripts: str | Path) -> Plan:
-    """The workflow's parse-time plan: a bad config prints ``Error: <one line>`` and exits 1, no traceback."""
-    cfg = config.validate_or_exit(config_dict)
+def plan_or_exit(config_dict: dict, scripts: str | Path, configfiles=()) -> Plan:
+    """The workflow's parse-time plan: a bad config prints ``Error: <one line>`` and exits 1, no traceback.
+
+    ``configfiles``: the config files of the run (``workflow.overwrite_configfiles``; none = ``config.yaml``); an
+    unset ``results_dir`` is derived from them, and every path of the workflow lies under it (:mod:`.paths`)."""
+    cfg = config.validate_or_exit(config_dict, configfiles)
+    paths.set_root(cfg["results_dir"])
     try:
         return Plan(cfg, scripts, validated=True)
     except InputError as e:

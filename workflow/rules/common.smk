@@ -1,4 +1,4 @@
-# Wiring of the plan (attnrank.plan: runs, orders, artifacts, code keys; attnrank.paths: the results/ layout;
+# Wiring of the plan (attnrank.plan: runs, orders, artifacts, code keys; attnrank.paths: the results folder's layout;
 # attnrank.resources: job sizes) into the rules. The config is validated once here, before any job.
 import attnrank.plan
 import attnrank.selection.detection
@@ -8,7 +8,9 @@ import attnrank.wiring
 from attnrank import paths
 
 # Everything checkable before a job runs (attnrank.config.validate); a bad config stops here with one line.
-PLAN = attnrank.plan.plan_or_exit(config, scripts=f"{workflow.basedir}/workflow/scripts")
+# The study's results folder: results_dir, else results/<config file stem> (every path below lies under it).
+PLAN = attnrank.plan.plan_or_exit(config, scripts=f"{workflow.basedir}/workflow/scripts",
+                                  configfiles=workflow.overwrite_configfiles)
 CFG = PLAN.cfg
 LABELS = PLAN.labels  # display names (tables, plots), taken out of the specs: editing one reruns no computation
 R = paths.ROOT

@@ -1,3 +1,24 @@
+rule study_config:
+    # the validated config the study ran with (defaults filled in), beside its results and in the report
+    output:
+        report(paths.study_config(), caption="../report/study_config.rst", category="Provenance"),
+    params:
+        config=PLAN.study_config,
+        code=script_code("study_config"),
+    log:
+        log_path("study_config", "config"),
+    benchmark:
+        bench_path("study_config", "config")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/study_config.py"
+
+
 rule ranx_warmup:
     # numba compiles ranx once into the shared cache; every job that evaluates (evaluate, layer_profile) then loads
     # it. Only needed by a metric NumPy does not compute (bpref): attnrank.plan.Plan.ranx_ready
