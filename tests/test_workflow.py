@@ -119,6 +119,7 @@ def test_adding_a_dataset_schedules_only_its_jobs(run_dir):
     cfg = with_changes(lambda c: c["datasets"].update(tiny2={"source": "synthetic", "n_docs": 64, "n_queries": 6, "seed": 5}))
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
     # the new dataset's chain (2 first stages, 1 attention pass, 3 re-rankings), its evaluation and the table
+    assert jobs.pop("study_config", 0) == 1, jobs  # the study's config record: a config edit reruns it
     assert jobs == {
         "dataset": 1, "bm25_index": 1, "retrieve": 2, "candidates": 1, "attention_scores": 1,
         "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "all": 1,
@@ -133,18 +134,21 @@ def test_adding_an_attention_method_needs_no_new_attention_pass(run_dir):
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(add), "-n"))
     # no attention pass over the evaluation set; CoRe detects on its own layout (spread: the grid's QRHead heads are
     # on QRHead's shuffled one), so one detection set, pass and head table for it; the heat maps outline the new heads
+    assert jobs.pop("study_config", 0) == 1, jobs  # the study's config record: a config edit reruns it
     assert jobs == {"rerank_attention": 2, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1,
                     "detection_set": 1, "detection_scores": 1, "detect_heads": 1, "head_plots": 2, "all": 1}, jobs
 
 
 def test_changing_one_methods_params_reruns_only_that_method(run_dir):
     jobs = scheduled_jobs(snakemake(run_dir, with_changes(lambda c: c["methods"]["qr"].update(k_heads=2)), "-n"))
+    assert jobs.pop("study_config", 0) == 1, jobs  # the study's config record: a config edit reruns it
     assert jobs == {"rerank_attention": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "head_plots": 1, "all": 1}, jobs
 
 
 def test_adding_a_model_schedules_only_its_jobs(run_dir):
     cfg = with_changes(lambda c: c["models"].update({"tiny-qwen": {"source": "tiny", "arch": "qwen3"}}))
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
+    assert jobs.pop("study_config", 0) == 1, jobs  # the study's config record: a config edit reruns it
     assert jobs == {
         "prepare_model": 1, "attention_scores": 1, "detection_scores": 1, "detect_heads": 1, "head_plots": 1,
         "rerank_attention": 3, "rerank_text": 1, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "all": 1,
@@ -291,7 +295,7 @@ def test_first_stage_only_run(run_dir, tmp_path):
     shutil.copytree(run_dir, wd, symlinks=True)
     cfg = with_changes(lambda c: c.update(methods={}, latency={"dataset": "tiny", "retriever": "bm25", "n_queries": 2}))
     jobs = scheduled_jobs(snakemake(wd, cfg, "-n"))
-    assert set(jobs) <= {"evaluate", "tables", "report_tables", "all"}
+    assert set(jobs) <= {"evaluate", "tables", "report_tables", "study_config", "all"}
     snakemake(wd, cfg)
     res = pl.read_csv(wd / "results/tables/results.csv")
     assert set(res["method"]) == {"bm25", "dense"} and set(res["model"]) == {"-"}
@@ -338,6 +342,7 @@ def test_text_frameworks_scored_by_attention_run_with_their_artifacts(run_dir):
     cfg = with_changes(lambda c: c["methods"].update(GRID_METHODS))
     jobs = scheduled_jobs(snakemake(run_dir, cfg, "-n"))
     # position_bias_plot and report_tables read the evaluation's output, which gains the new runs
+    assert jobs.pop("study_config", 0) == 1, jobs  # the study's config record: a config edit reruns it
     assert jobs == {"rerank_text": 3, "evaluate": 1, "tables": 1, "position_bias_plot": 1, "report_tables": 1, "all": 1}, jobs
     snakemake(run_dir, cfg)
     grid = pl.read_csv(run_dir / "results" / "tables" / "grid.csv")
